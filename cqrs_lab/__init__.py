@@ -1,0 +1,98 @@
+"""cqrs_lab: CQRS and event sourcing for Python, built to be explored in Jupyter.
+
+Public names are re-exported here; the DuckDB and PostgreSQL stores load their
+drivers only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cqrs_lab.codec import EventCodec, default_codec
+from cqrs_lab.domain import Aggregate, Command, Event, Query
+from cqrs_lab.envelope import (
+    AggregateContext,
+    EventContext,
+    EventEnvelope,
+    FixedClock,
+    QueryContext,
+    SequentialIds,
+    caused_by,
+)
+from cqrs_lab.errors import (
+    AggregateError,
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecordError,
+    CqrsLabError,
+    DispatchError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+    TechnicalError,
+    UnknownEventTypeError,
+    UserError,
+    UserErrorPayload,
+)
+from cqrs_lab.framework import CqrsFramework, EventDispatcher, QueryProcessor, SnapshotIgnoredWarning
+from cqrs_lab.projections import Projection
+from cqrs_lab.stores.base import EventStore, QueryStore
+from cqrs_lab.stores.memory import MemoryEventStore, MemoryQueryStore
+from cqrs_lab.testing import QueryTester, SpecResult, TestFramework
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregate",
+    "AggregateContext",
+    "AggregateError",
+    "Command",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptRecordError",
+    "CqrsFramework",
+    "CqrsLabError",
+    "DispatchError",
+    "DuckDBEventStore",
+    "DuckDBQueryStore",
+    "Event",
+    "EventCodec",
+    "EventContext",
+    "EventDispatcher",
+    "EventEnvelope",
+    "EventStore",
+    "FixedClock",
+    "MemoryEventStore",
+    "MemoryQueryStore",
+    "PostgresEventStore",
+    "PostgresQueryStore",
+    "Projection",
+    "Query",
+    "QueryContext",
+    "QueryProcessor",
+    "QueryStore",
+    "QueryTester",
+    "SchemaVersionError",
+    "SequentialIds",
+    "SnapshotIgnoredWarning",
+    "SpecResult",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "TechnicalError",
+    "TestFramework",
+    "UnknownEventTypeError",
+    "UserError",
+    "UserErrorPayload",
+    "caused_by",
+    "default_codec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DuckDBEventStore", "DuckDBQueryStore", "PostgresEventStore", "PostgresQueryStore"):
+        from cqrs_lab import stores
+
+        return getattr(stores, name)
+    raise AttributeError(f"module 'cqrs_lab' has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""Event type registry, JSON encoding and decoding, and upcasters.
+
+Events are stored as JSON text with their ``event_type`` and ``event_version``.
+Decoding looks the type up in a registry (every ``Event`` subclass registers
+itself with ``default_codec``). When a stored version is older than the class,
+upcasters registered for ``(event_type, version)`` turn the stored JSON into the
+newer shape, in a chain, at load time; stored rows are never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cqrs_lab.domain import Event
+from cqrs_lab.errors import ConfigurationError, CorruptRecordError, UnknownEventTypeError
+
+__all__ = [
+    "EventCodec",
+    "EventTypeConflictWarning",
+    "StoredEvent",
+    "Upcaster",
+    "decode_metadata",
+    "default_codec",
+    "encode_metadata",
+]
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the stored JSON object of an older event version into the next version's."""
+
+
+class EventTypeConflictWarning(UserWarning):
+    """Two different classes registered the same ``event_type``; the later one wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event row as stores keep it: payload and metadata are JSON text."""
+
+    aggregate_type: str
+    aggregate_id: str
+    sequence: int
+    event_type: str
+    event_version: str
+    payload: str
+    metadata: str
+    recorded_at: Any
+    event_id: str
+    position: int = 0
+
+
+def encode_metadata(metadata: dict[str, str] | Any) -> str:
+    return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def decode_metadata(text: str | dict[str, Any] | None, where: str) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text) if isinstance(text, str | bytes) else text
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where}: metadata is not valid JSON ({exc}). "
+                                 "Repair or delete that row; nothing was changed.") from exc
+    if not isinstance(value, dict):
+        raise CorruptRecordError(f"{where}: metadata is not a JSON object. "
+                                 "Repair or delete that row; nothing was changed.")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+class EventCodec:
+    """Maps event types to classes and events to and from stored JSON."""
+
+    def __init__(self, events: Iterable[type[Event]] = ()) -> None:
+        self._types: dict[str, type[Event]] = {}
+        self._upcasters: dict[tuple[str, str], tuple[str, Upcaster]] = {}
+        self._lock = threading.Lock()
+        for cls in events:
+            self.register(cls)
+
+    def register(self, cls: type[Event]) -> type[Event]:
+        """Make ``cls`` decodable under its ``event_type``; returns it (usable as a decorator)."""
+        with self._lock:
+            old = self._types.get(cls.event_type)
+            if old is not None and old is not cls and (
+                old.__module__,
+                old.__qualname__,
+            ) != (cls.__module__, cls.__qualname__):
+                warnings.warn(
+                    f"event type {cls.event_type!r} was registered by "
+                    f"{old.__module__}.{old.__qualname__} and is now taken by "
+                    f"{cls.__module__}.{cls.__qualname__}; set a distinct `event_type` "
+                    "class attribute on one of them",
+                    EventTypeConflictWarning,
+                    stacklevel=4,
+                )
+            self._types[cls.event_type] = cls
+        return cls
+
+    def event_class(self, event_type: str) -> type[Event] | None:
+        return self._types.get(event_type)
+
+    @property
+    def event_types(self) -> dict[str, type[Event]]:
+        return dict(self._types)
+
+    def register_upcaster(
+        self, event_type: str, from_version: str, to_version: str, upcaster: Upcaster
+    ) -> None:
+        """Register ``upcaster`` turning ``event_type`` at ``from_version`` into ``to_version``."""
+        if from_version == to_version:
+            raise ConfigurationError(
+                f"upcaster for {event_type!r} goes from {from_version!r} to itself; "
+                "it must go to a different version"
+            )
+        with self._lock:
+            self._upcasters[(event_type, from_version)] = (to_version, upcaster)
+
+    def upcaster(
+        self, event_type: str, from_version: str, to_version: str
+    ) -> Callable[[Upcaster], Upcaster]:
+        """Decorator form of ``register_upcaster``."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self.register_upcaster(event_type, from_version, to_version, fn)
+            return fn
+
+        return decorate
+
+    def encode(self, event: Event) -> str:
+        """The JSON text stored for ``event``."""
+        return event.model_dump_json()
+
+    def decode(
+        self,
+        event_type: str,
+        event_version: str,
+        payload: str | dict[str, Any],
+        where: str,
+    ) -> Event:
+        """Decode a stored payload, upcasting older versions; ``where`` names the row in errors."""
+        cls = self._types.get(event_type)
+        if cls is None:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownEventTypeError(
+                f"{where}: unknown event type {event_type!r} (version {event_version}). "
+                f"Define an Event subclass with event_type = {event_type!r} and import it "
+                f"before loading (registered types: {known})."
+            )
+        try:
+            if event_version == cls.event_version and isinstance(payload, str):
+                return cls.model_validate_json(payload)
+            data: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else payload
+            version = event_version
+            seen = {version}
+            while version != cls.event_version:
+                step = self._upcasters.get((event_type, version))
+                if step is None:
+                    raise UnknownEventTypeError(
+                        f"{where}: event {event_type!r} is stored at version {version}, "
+                        f"but {cls.__qualname__} is version {cls.event_version} and no "
+                        f"upcaster goes from {version}. Register one with "
+                        f"codec.register_upcaster({event_type!r}, {version!r}, ...)."
+                    )
+                version, fn = step
+                if version in seen:
+                    raise ConfigurationError(f"upcasters for {event_type!r} form a cycle at {version}")
+                seen.add(version)
+                data = fn(dict(data))
+            return cls.model_validate(data)
+        except (ValidationError, ValueError) as exc:
+            if isinstance(exc, UnknownEventTypeError | ConfigurationError):
+                raise
+            raise CorruptRecordError(
+                f"{where}: the stored {event_type!r} payload does not decode "
+                f"as {cls.__qualname__}: {exc}. The row is left as it is; fix the data, "
+                "the class, or register an upcaster."
+            ) from exc
+
+
+default_codec = EventCodec()
+"""The codec every ``Event`` subclass registers with, used by stores by default."""

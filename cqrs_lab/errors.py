@@ -1,0 +1,151 @@
+"""The cqrs_lab error tree.
+
+Every error a user can cause comes back as one of these, with a message that
+says what happened and what to do::
+
+    CqrsLabError
+    ├── AggregateError                 errors of executing a command
+    │   ├── UserError                  the command was rejected by the domain (.payload)
+    │   ├── ConcurrencyError           a stale writer lost the race; safe to retry
+    │   ├── DispatchError              events committed, a dispatcher failed (.envelopes)
+    │   └── TechnicalError             anything else; ``__cause__`` holds the original
+    │       └── StoreError             a store could not do what was asked
+    │           ├── StoreUnavailableError   wrong DSN, server down, cannot open a file
+    │           │   └── StoreLockedError    a DuckDB file held by another process
+    │           ├── CorruptRecordError      a stored row that cannot be decoded
+    │           │   └── UnknownEventTypeError  an event type no class is registered for
+    │           └── SchemaVersionError      a database written by a newer cqrs_lab
+    └── ConfigurationError (also ValueError)  bad arguments: a hostile schema name, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from cqrs_lab.envelope import EventEnvelope
+
+__all__ = [
+    "AggregateError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptRecordError",
+    "CqrsLabError",
+    "DispatchError",
+    "SchemaVersionError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "TechnicalError",
+    "UnknownEventTypeError",
+    "UserError",
+    "UserErrorPayload",
+]
+
+
+class UserErrorPayload(BaseModel):
+    """What a rejected command tells its caller; JSON-serializable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str | None = None
+    message: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class CqrsLabError(Exception):
+    """Base of every exception raised by cqrs_lab."""
+
+
+class AggregateError(CqrsLabError):
+    """Base of the errors of executing a command (the seed's ``AggregateError``)."""
+
+
+class UserError(AggregateError):
+    """The domain rejected a command. Raise it from ``Aggregate.handle``."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.payload = UserErrorPayload(
+            code=code,
+            message=message,
+            params={str(k): str(v) for k, v in (params or {}).items()},
+        )
+
+    @property
+    def message(self) -> str:
+        return self.payload.message or ""
+
+    @property
+    def code(self) -> str | None:
+        return self.payload.code
+
+    def __repr__(self) -> str:
+        return f"UserError({self.message!r}, code={self.code!r})"
+
+
+class ConcurrencyError(AggregateError):
+    """Another writer committed first; reload and try again (``retries=N`` does it)."""
+
+
+class TechnicalError(AggregateError):
+    """A failure that is not the domain's: see ``__cause__`` for the original."""
+
+
+class DispatchError(AggregateError):
+    """The events were committed, but one or more dispatchers failed.
+
+    ``envelopes`` holds what was committed; ``failures`` maps each failed
+    dispatcher's name to its exception. The commit is not undone.
+    """
+
+    def __init__(
+        self,
+        envelopes: Sequence[EventEnvelope],
+        failures: Sequence[tuple[str, BaseException]],
+    ) -> None:
+        names = ", ".join(name for name, _ in failures)
+        details = "; ".join(f"{name}: {exc!r}" for name, exc in failures)
+        super().__init__(
+            f"{len(envelopes)} event(s) were committed, but dispatcher(s) {names} failed "
+            f"({details}). The events are safe in the store; re-run the failed "
+            "projections from the log (Projection.run) to catch them up."
+        )
+        self.envelopes = list(envelopes)
+        self.failures = list(failures)
+
+
+class StoreError(TechnicalError):
+    """A store could not do what was asked."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or opened (wrong DSN, server down, bad path)."""
+
+
+class StoreLockedError(StoreUnavailableError):
+    """Another process holds the database file for writing."""
+
+
+class CorruptRecordError(StoreError):
+    """A stored row could not be decoded. The row is left untouched."""
+
+
+class UnknownEventTypeError(CorruptRecordError):
+    """A stored event has a type (or version) no registered class can decode."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer cqrs_lab than this one."""
+
+
+class ConfigurationError(CqrsLabError, ValueError):
+    """An argument is not acceptable (e.g. a schema name that is not an identifier)."""

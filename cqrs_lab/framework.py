@@ -1,0 +1,284 @@
+"""``CqrsFramework``: load → handle → commit → dispatch; snapshots; ``QueryProcessor``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import ValidationError
+
+from cqrs_lab.domain import Aggregate, Command, Event, Query
+from cqrs_lab.envelope import (
+    AggregateContext,
+    Clock,
+    EventEnvelope,
+    IdSource,
+    system_clock,
+    uuid4_ids,
+)
+from cqrs_lab.errors import (
+    AggregateError,
+    ConcurrencyError,
+    ConfigurationError,
+    DispatchError,
+    TechnicalError,
+    UserError,
+)
+from cqrs_lab.stores.base import EventStore, QueryStore, StoredSnapshot
+
+__all__ = [
+    "CqrsFramework",
+    "EventDispatcher",
+    "QueryProcessor",
+    "SnapshotIgnoredWarning",
+    "replay",
+]
+
+A = TypeVar("A", bound=Aggregate)
+Q = TypeVar("Q", bound=Query)
+
+RESERVED_METADATA = ("command_id", "correlation_id", "causation_id")
+
+
+class SnapshotIgnoredWarning(UserWarning):
+    """A stored snapshot no longer decodes; the aggregate was rebuilt from its events."""
+
+
+@runtime_checkable
+class EventDispatcher(Protocol):
+    """Receives a command's committed events (the seed's ``IEventDispatcher``)."""
+
+    def dispatch(self, aggregate_id: str, envelopes: Sequence[EventEnvelope]) -> None: ...
+
+
+def replay(aggregate_cls: type[A], envelopes: Sequence[EventEnvelope], start: A | None = None) -> A:
+    """Apply ``envelopes`` in order to ``start`` (default: a fresh aggregate); returns it."""
+    aggregate = aggregate_cls() if start is None else start
+    for envelope in envelopes:
+        try:
+            aggregate.apply(envelope.payload)
+        except Exception as exc:
+            raise TechnicalError(
+                f"{aggregate_cls.__qualname__}.apply failed on {envelope.event_type} "
+                f"({envelope.aggregate_type}/{envelope.aggregate_id} sequence "
+                f"{envelope.sequence}): {exc!r}. apply() must accept every stored event."
+            ) from exc
+    return aggregate
+
+
+def _dispatcher_name(dispatcher: object) -> str:
+    return str(getattr(dispatcher, "name", None) or type(dispatcher).__name__)
+
+
+class CqrsFramework(Generic[A]):
+    """Applies commands to aggregates of one class (the seed's ``CqrsFramework``).
+
+    ``retries`` reloads and re-handles a command that lost a race up to that many
+    times. ``snapshot_every=N`` stores the aggregate's state with the commit that
+    crosses each multiple of N events, and loads from the latest snapshot.
+    ``clock`` and ``ids`` make runs repeatable (``FixedClock``, ``SequentialIds``).
+    """
+
+    def __init__(
+        self,
+        aggregate_cls: type[A],
+        event_store: EventStore,
+        dispatchers: Sequence[EventDispatcher] = (),
+        *,
+        retries: int = 0,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        snapshot_every: int | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ConfigurationError(f"retries must be 0 or more, not {retries}")
+        if snapshot_every is not None and snapshot_every < 1:
+            raise ConfigurationError(f"snapshot_every must be 1 or more (or None), not {snapshot_every}")
+        self.aggregate_cls = aggregate_cls
+        self.event_store = event_store
+        self.dispatchers = list(dispatchers)
+        self.retries = retries
+        self.clock: Clock = clock or system_clock
+        self.ids: IdSource = ids or uuid4_ids
+        self.snapshot_every = snapshot_every
+
+    @property
+    def aggregate_type(self) -> str:
+        return self.aggregate_cls.aggregate_type
+
+    # -- loading -----------------------------------------------------------
+    def load_context(self, aggregate_id: str) -> AggregateContext[A]:
+        """The aggregate with its version: latest snapshot (if enabled) plus later events."""
+        start: A | None = None
+        version = 0
+        if self.snapshot_every is not None:
+            snapshot = self.event_store.load_snapshot(self.aggregate_type, aggregate_id)
+            if snapshot is not None:
+                try:
+                    start = self.aggregate_cls.model_validate_json(snapshot.payload)
+                    version = snapshot.version
+                except ValidationError as exc:
+                    warnings.warn(
+                        f"snapshot of {self.aggregate_type}/{aggregate_id} at version "
+                        f"{snapshot.version} no longer decodes as "
+                        f"{self.aggregate_cls.__qualname__} ({exc.error_count()} error(s)); "
+                        "rebuilding from events. It is replaced at the next snapshot.",
+                        SnapshotIgnoredWarning,
+                        stacklevel=3,
+                    )
+        envelopes = self.event_store.load_events(
+            self.aggregate_type, aggregate_id, after_sequence=version
+        )
+        aggregate = replay(self.aggregate_cls, envelopes, start)
+        if envelopes:
+            version = envelopes[-1].sequence
+        return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate)
+
+    def load(self, aggregate_id: str) -> A:
+        """The current state of one aggregate."""
+        return self.load_context(aggregate_id).payload
+
+    def events(self, aggregate_id: str) -> list[EventEnvelope]:
+        """Every committed event of one aggregate."""
+        return self.event_store.load_events(self.aggregate_type, aggregate_id)
+
+    # -- commands ----------------------------------------------------------
+    def execute(self, aggregate_id: str, command: Command) -> list[EventEnvelope]:
+        """Handle ``command`` on the aggregate; returns the committed envelopes."""
+        return self.execute_with_metadata(aggregate_id, command, {})
+
+    def execute_with_metadata(
+        self, aggregate_id: str, command: Command, metadata: Mapping[str, str]
+    ) -> list[EventEnvelope]:
+        """Like ``execute``; ``metadata`` lands on every event of the command.
+
+        Each command gets a ``command_id``; its events carry ``correlation_id``
+        and ``causation_id`` (both the command id unless the caller passes them,
+        e.g. with ``caused_by(envelope)``).
+        """
+        command_id = self.ids()
+        meta = {str(k): str(v) for k, v in metadata.items()}
+        meta["command_id"] = command_id
+        meta.setdefault("correlation_id", command_id)
+        meta.setdefault("causation_id", command_id)
+        attempt = 0
+        while True:
+            context = self.load_context(aggregate_id)
+            events = self._handle(context, command)
+            if not events:
+                return []
+            envelopes = [
+                EventEnvelope(
+                    aggregate_type=self.aggregate_type,
+                    aggregate_id=aggregate_id,
+                    sequence=context.version + i,
+                    payload=event,
+                    metadata=meta,
+                    recorded_at=self.clock(),
+                    event_id=self.ids(),
+                )
+                for i, event in enumerate(events, start=1)
+            ]
+            try:
+                committed = self.event_store.commit(
+                    envelopes, snapshot=self._snapshot(context, envelopes)
+                )
+            except ConcurrencyError:
+                if attempt >= self.retries:
+                    raise
+                attempt += 1
+                continue
+            self._dispatch(aggregate_id, committed)
+            return committed
+
+    def _handle(self, context: AggregateContext[A], command: Command) -> list[Event]:
+        try:
+            events = context.payload.handle(command)
+        except AggregateError:
+            raise
+        except Exception as exc:
+            raise TechnicalError(
+                f"{self.aggregate_cls.__qualname__}.handle({type(command).__name__}) raised "
+                f"{exc!r} on {self.aggregate_type}/{context.aggregate_id}; nothing was "
+                "committed. Raise UserError for a rejected command."
+            ) from exc
+        if events is None:
+            return []
+        bad = [e for e in events if not isinstance(e, Event)]
+        if bad:
+            raise TechnicalError(
+                f"{self.aggregate_cls.__qualname__}.handle({type(command).__name__}) returned "
+                f"{bad[0]!r}, which is not an Event; nothing was committed."
+            )
+        return list(events)
+
+    def _snapshot(
+        self, context: AggregateContext[A], envelopes: Sequence[EventEnvelope]
+    ) -> StoredSnapshot | None:
+        every = self.snapshot_every
+        new_version = envelopes[-1].sequence
+        if every is None or new_version // every == context.version // every:
+            return None
+        state = replay(self.aggregate_cls, envelopes, context.payload)
+        return StoredSnapshot(
+            self.aggregate_type, context.aggregate_id, new_version, state.model_dump_json()
+        )
+
+    def _dispatch(self, aggregate_id: str, committed: list[EventEnvelope]) -> None:
+        failures: list[tuple[str, BaseException]] = []
+        for dispatcher in self.dispatchers:
+            try:
+                dispatcher.dispatch(aggregate_id, committed)
+            except Exception as exc:
+                failures.append((_dispatcher_name(dispatcher), exc))
+        if failures:
+            raise DispatchError(committed, failures)
+
+    def __repr__(self) -> str:
+        return (
+            f"CqrsFramework({self.aggregate_cls.__qualname__}, {self.event_store!r}, "
+            f"dispatchers={[_dispatcher_name(d) for d in self.dispatchers]})"
+        )
+
+
+def _default_view_id(envelope: EventEnvelope) -> str:
+    return envelope.aggregate_id
+
+
+class QueryProcessor(Generic[Q]):
+    """Keeps one view per aggregate (by default) up to date: an ``EventDispatcher``.
+
+    For each dispatch it loads the view (``QueryCls()`` at version 0 when absent),
+    calls ``update`` for each envelope and commits with a version check, so a
+    stale update raises ``ConcurrencyError`` instead of overwriting.
+    ``view_id`` maps an envelope to the view it updates.
+    """
+
+    def __init__(
+        self,
+        query_cls: type[Q],
+        query_store: QueryStore,
+        *,
+        view_id: Callable[[EventEnvelope], str] = _default_view_id,
+    ) -> None:
+        self.query_cls = query_cls
+        self.query_store = query_store
+        self.view_id = view_id
+        self.name = f"QueryProcessor({query_cls.query_type})"
+
+    def dispatch(self, aggregate_id: str, envelopes: Sequence[EventEnvelope]) -> None:
+        contexts: dict[str, Any] = {}
+        for envelope in envelopes:
+            vid = self.view_id(envelope)
+            if vid not in contexts:
+                contexts[vid] = self.query_store.load(self.query_cls, vid)
+            contexts[vid].payload.update(envelope)
+        self.query_store.commit_batch(list(contexts.values()))
+
+    def load(self, view_id: str) -> Q:
+        """The current view."""
+        return self.query_store.load(self.query_cls, view_id).payload
+
+    def __repr__(self) -> str:
+        return self.name

@@ -1,0 +1,323 @@
+"""The store contract: ``EventStore`` and ``QueryStore`` protocols and their shared base.
+
+Backends implement a handful of raw-record hooks (rows with JSON text); the
+bases here turn rows into envelopes and queries, so decoding, upcasting and
+the error messages for bad rows are written once for every store.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import ValidationError
+
+from cqrs_lab.codec import EventCodec, StoredEvent, decode_metadata, default_codec, encode_metadata
+from cqrs_lab.domain import Aggregate, Query
+from cqrs_lab.envelope import EventEnvelope, QueryContext
+from cqrs_lab.errors import ConfigurationError, CorruptRecordError
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventStore",
+    "QueryStore",
+    "RecordEventStore",
+    "RecordQueryStore",
+    "StoredEvent",
+    "StoredQuery",
+    "StoredSnapshot",
+    "validate_identifier",
+]
+
+Q = TypeVar("Q", bound=Query)
+A = TypeVar("A", bound=Aggregate)
+
+EVENT_COLUMNS = (
+    "position",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "recorded_at",
+    "event_id",
+)
+"""Column order of the ``events`` table and of every export (Arrow, Parquet, JSON Lines, CSV)."""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def validate_identifier(name: str, what: str = "schema name") -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise ``ConfigurationError``."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ConfigurationError(
+            f"{what} {name!r} is not allowed: use 1-63 letters, digits or underscores, "
+            "not starting with a digit (it is quoted into SQL, so nothing else is accepted)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """An aggregate's state at ``version`` as JSON text."""
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuery:
+    """A view row: ``version`` counts its commits; ``payload`` is JSON text."""
+
+    query_type: str
+    view_id: str
+    version: int
+    payload: str
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Loads and commits events (the seed's ``IEventStore``)."""
+
+    codec: EventCodec
+
+    def load_events(
+        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
+    ) -> list[EventEnvelope]:
+        """The stream's events after ``after_sequence``, in sequence order."""
+        ...
+
+    def commit(
+        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+    ) -> list[EventEnvelope]:
+        """Store one command's events (and optionally a snapshot) atomically.
+
+        Raises ``ConcurrencyError`` (storing nothing) when any sequence is taken.
+        Returns the envelopes with their global ``position`` set.
+        """
+        ...
+
+    def read_all(
+        self, after_position: int = 0, *, batch_size: int = 1000
+    ) -> Iterator[EventEnvelope]:
+        """Every event after ``after_position`` in global (commit) order."""
+        ...
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class QueryStore(Protocol):
+    """Loads and commits views, and keeps projection checkpoints (the seed's ``IQueryStore``)."""
+
+    def load(self, query_cls: type[Q], view_id: str) -> QueryContext[Q]:
+        """The view, or ``query_cls()`` at version 0 when there is none."""
+        ...
+
+    def commit(self, context: QueryContext[Any]) -> QueryContext[Any]:
+        """Store ``context.payload`` as version ``context.version + 1``.
+
+        Raises ``ConcurrencyError`` when the stored version is not ``context.version``.
+        """
+        ...
+
+    def commit_batch(
+        self,
+        contexts: Sequence[QueryContext[Any]],
+        *,
+        checkpoint: tuple[str, int] | None = None,
+    ) -> list[QueryContext[Any]]:
+        """Commit several views and a projection checkpoint in one transaction."""
+        ...
+
+    def load_checkpoint(self, name: str) -> int:
+        """The last position the projection ``name`` applied (0 when never run)."""
+        ...
+
+    def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
+        """Delete every view of ``query_types`` and the checkpoint, in one transaction."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _where(record: StoredEvent) -> str:
+    return (
+        f"event {record.aggregate_type}/{record.aggregate_id} sequence {record.sequence}"
+        f" (position {record.position})"
+    )
+
+
+def _aware(value: Any, where: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp") from exc
+    if not isinstance(value, datetime):
+        raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+class RecordEventStore(ABC):
+    """Implements ``EventStore`` on top of three raw-record hooks."""
+
+    codec: EventCodec
+
+    def __init__(self, codec: EventCodec | None = None) -> None:
+        self.codec = codec if codec is not None else default_codec
+
+    # -- backend hooks ---------------------------------------------------
+    @abstractmethod
+    def _load_records(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> list[StoredEvent]:
+        """Rows of one stream after ``after_sequence`` in sequence order."""
+
+    @abstractmethod
+    def _append_records(
+        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None
+    ) -> list[int]:
+        """Insert rows in one transaction; return their positions. ``ConcurrencyError`` on a taken sequence."""
+
+    @abstractmethod
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` rows after ``after_position`` in position order."""
+
+    @abstractmethod
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- the contract ----------------------------------------------------
+    def decode(self, record: StoredEvent) -> EventEnvelope:
+        """Turn a stored row into an envelope (clear errors for bad rows)."""
+        where = _where(record)
+        event = self.codec.decode(record.event_type, record.event_version, record.payload, where)
+        return EventEnvelope(
+            aggregate_type=record.aggregate_type,
+            aggregate_id=record.aggregate_id,
+            sequence=record.sequence,
+            payload=event,
+            metadata=decode_metadata(record.metadata, where),
+            recorded_at=_aware(record.recorded_at, where),
+            event_id=str(record.event_id),
+            position=record.position,
+        )
+
+    def encode(self, envelope: EventEnvelope) -> StoredEvent:
+        return StoredEvent(
+            aggregate_type=envelope.aggregate_type,
+            aggregate_id=envelope.aggregate_id,
+            sequence=envelope.sequence,
+            event_type=envelope.payload.event_type,
+            event_version=envelope.payload.event_version,
+            payload=self.codec.encode(envelope.payload),
+            metadata=encode_metadata(envelope.metadata),
+            recorded_at=envelope.recorded_at,
+            event_id=envelope.event_id,
+        )
+
+    def load_events(
+        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
+    ) -> list[EventEnvelope]:
+        return [self.decode(r) for r in self._load_records(aggregate_type, aggregate_id, after_sequence)]
+
+    def commit(
+        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+    ) -> list[EventEnvelope]:
+        if not envelopes:
+            return []
+        positions = self._append_records([self.encode(e) for e in envelopes], snapshot)
+        return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
+
+    def read_all(
+        self, after_position: int = 0, *, batch_size: int = 1000
+    ) -> Iterator[EventEnvelope]:
+        position = after_position
+        while True:
+            records = self._read_records(position, batch_size)
+            for record in records:
+                yield self.decode(record)
+            if len(records) < batch_size:
+                return
+            position = records[-1].position
+
+    def __enter__(self) -> RecordEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecordQueryStore(ABC):
+    """Implements ``QueryStore`` on top of raw-record hooks."""
+
+    @abstractmethod
+    def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None: ...
+
+    @abstractmethod
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None
+    ) -> None:
+        """Write each record (its ``version`` is the new one) iff the stored version is
+        ``version - 1`` (absent counts as 0), plus the checkpoint, in one transaction.
+        Raise ``ConcurrencyError`` and write nothing when any check fails."""
+
+    @abstractmethod
+    def load_checkpoint(self, name: str) -> int: ...
+
+    @abstractmethod
+    def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def load(self, query_cls: type[Q], view_id: str) -> QueryContext[Q]:
+        record = self._load_query(query_cls.query_type, view_id)
+        if record is None:
+            return QueryContext(view_id=view_id, version=0, payload=query_cls())
+        try:
+            payload = query_cls.model_validate_json(record.payload)
+        except ValidationError as exc:
+            raise CorruptRecordError(
+                f"view {query_cls.query_type}/{view_id} (version {record.version}) does not "
+                f"decode as {query_cls.__qualname__}: {exc}. Rebuild the projection "
+                "(Projection.rebuild) to recreate it from the event log."
+            ) from exc
+        return QueryContext(view_id=view_id, version=record.version, payload=payload)
+
+    def commit(self, context: QueryContext[Any]) -> QueryContext[Any]:
+        return self.commit_batch([context])[0]
+
+    def commit_batch(
+        self,
+        contexts: Sequence[QueryContext[Any]],
+        *,
+        checkpoint: tuple[str, int] | None = None,
+    ) -> list[QueryContext[Any]]:
+        records = [
+            StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json())
+            for c in contexts
+        ]
+        self._commit_queries(records, checkpoint)
+        return [QueryContext(c.view_id, c.version + 1, c.payload) for c in contexts]
+
+    def __enter__(self) -> RecordQueryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

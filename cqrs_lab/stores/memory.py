@@ -1,0 +1,168 @@
+"""In-memory stores: dicts and lists behind a lock, for tests and quick exploration.
+
+Events, snapshots and views are kept serialized (JSON text), exactly as the SQL
+stores keep them, so a type that does not round-trip fails here already.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import insort
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from cqrs_lab.codec import EventCodec, StoredEvent
+from cqrs_lab.errors import ConcurrencyError
+from cqrs_lab.stores.base import RecordEventStore, RecordQueryStore, StoredQuery, StoredSnapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["MemoryEventStore", "MemoryQueryStore"]
+
+
+class MemoryEventStore(RecordEventStore):
+    """Events in a list in commit order; ``position`` is the index + 1."""
+
+    def __init__(self, codec: EventCodec | None = None) -> None:
+        super().__init__(codec)
+        self._lock = threading.Lock()
+        self._log: list[StoredEvent] = []
+        self._streams: dict[tuple[str, str], list[StoredEvent]] = {}
+        self._snapshots: dict[tuple[str, str], StoredSnapshot] = {}
+        self._taken: set[tuple[str, str, int]] = set()
+
+    def _load_records(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> list[StoredEvent]:
+        with self._lock:
+            stream = self._streams.get((aggregate_type, aggregate_id), [])
+            return [r for r in stream if r.sequence > after_sequence]
+
+    def _check(self, records: Sequence[StoredEvent]) -> None:
+        taken: set[tuple[str, str, int]] = set()
+        for r in records:
+            key = (r.aggregate_type, r.aggregate_id, r.sequence)
+            if key in taken or key in self._taken:
+                raise ConcurrencyError(
+                    f"{r.aggregate_type}/{r.aggregate_id} already has sequence {r.sequence}: "
+                    "another writer committed first. Reload and retry the command."
+                )
+            taken.add(key)
+
+    def _append_records(
+        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None
+    ) -> list[int]:
+        with self._lock:
+            self._check(records)
+            positions = []
+            for r in records:
+                stored = replace(r, position=len(self._log) + 1)
+                self._log.append(stored)
+                self._taken.add((r.aggregate_type, r.aggregate_id, r.sequence))
+                insort(
+                    self._streams.setdefault((r.aggregate_type, r.aggregate_id), []),
+                    stored,
+                    key=lambda s: s.sequence,
+                )
+                positions.append(stored.position)
+            if snapshot is not None:
+                self._snapshots[(snapshot.aggregate_type, snapshot.aggregate_id)] = snapshot
+            return positions
+
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        with self._lock:
+            return self._log[after_position : after_position + limit]
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None:
+        with self._lock:
+            return self._snapshots.get((aggregate_type, aggregate_id))
+
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table (see ``cqrs_lab.stores.arrow``) atomically; returns the count."""
+        from cqrs_lab.stores.arrow import to_event_table
+
+        table = to_event_table(data).sort_by("position")
+        records = [
+            StoredEvent(
+                aggregate_type=row["aggregate_type"],
+                aggregate_id=row["aggregate_id"],
+                sequence=row["sequence"],
+                event_type=row["event_type"],
+                event_version=row["event_version"],
+                payload=row["payload"],
+                metadata=row["metadata"],
+                recorded_at=row["recorded_at"],
+                event_id=row["event_id"],
+            )
+            for row in table.to_pylist()
+        ]
+        return len(self._append_records(records, None))
+
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table."""
+        import pyarrow as pa
+
+        from cqrs_lab.stores.arrow import event_arrow_schema
+        from cqrs_lab.stores.base import EVENT_COLUMNS
+
+        with self._lock:
+            rows = self._log[after_position:]
+        return pa.Table.from_pylist(
+            [{c: getattr(r, c) for c in EVENT_COLUMNS} for r in rows], schema=event_arrow_schema()
+        )
+
+    def close(self) -> None:
+        """Nothing to release; the data lives as long as the object."""
+
+    def __repr__(self) -> str:
+        return f"MemoryEventStore(events={len(self._log)})"
+
+
+class MemoryQueryStore(RecordQueryStore):
+    """Views and checkpoints in dicts behind a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._views: dict[tuple[str, str], StoredQuery] = {}
+        self._checkpoints: dict[str, int] = {}
+
+    def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
+        with self._lock:
+            return self._views.get((query_type, view_id))
+
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None
+    ) -> None:
+        with self._lock:
+            for r in records:
+                current = self._views.get((r.query_type, r.view_id))
+                stored_version = current.version if current else 0
+                if stored_version != r.version - 1:
+                    raise ConcurrencyError(
+                        f"view {r.query_type}/{r.view_id} is at version {stored_version}, "
+                        f"but this update was based on version {r.version - 1}: another "
+                        "writer updated it first. Reload the view and apply the events again."
+                    )
+            for r in records:
+                self._views[(r.query_type, r.view_id)] = r
+            if checkpoint is not None:
+                self._checkpoints[checkpoint[0]] = checkpoint[1]
+
+    def load_checkpoint(self, name: str) -> int:
+        with self._lock:
+            return self._checkpoints.get(name, 0)
+
+    def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self._views if k[0] in set(query_types)]:
+                del self._views[key]
+            if checkpoint is not None:
+                self._checkpoints.pop(checkpoint, None)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"MemoryQueryStore(views={len(self._views)})"

@@ -1,0 +1,287 @@
+"""Given/when/then specs for aggregates (``TestFramework``) and queries (``QueryTester``).
+
+Each step returns an object that keeps what was given, the command and the
+outcome as data; ``then_*`` methods raise ``AssertionError`` on a mismatch
+(usable in pytest) and return a ``SpecResult`` that notebooks render as a card.
+``check_*`` methods do the same comparison without raising.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from cqrs_lab.domain import Aggregate, Command, Event, Query
+from cqrs_lab.envelope import EventEnvelope
+from cqrs_lab.errors import UserError
+
+__all__ = [
+    "AggregateSpec",
+    "QuerySpec",
+    "QueryTester",
+    "SpecResult",
+    "TestFramework",
+]
+
+A = TypeVar("A", bound=Aggregate)
+Q = TypeVar("Q", bound=Query)
+
+
+def _lines(items: Sequence[Any]) -> list[str]:
+    return [repr(i) for i in items]
+
+
+def side_by_side(expected: Sequence[Any], actual: Sequence[Any]) -> str:
+    """Expected and actual items in two columns; the first differing row is marked ``>>``."""
+    left, right = _lines(expected), _lines(actual)
+    width = max([len("expected"), *map(len, left)])
+    rows = [f"   {'expected'.ljust(width)} | actual"]
+    marked = False
+    for i in range(max(len(left), len(right))):
+        lhs = left[i] if i < len(left) else "<nothing>"
+        rhs = right[i] if i < len(right) else "<nothing>"
+        mark = "   "
+        if not marked and lhs != rhs:
+            mark, marked = ">> ", True
+        rows.append(f"{mark}{lhs.ljust(width)} | {rhs}")
+    return "\n".join(rows)
+
+
+@dataclass
+class SpecResult:
+    """The outcome of one spec, as data: what was given, done, expected and seen."""
+
+    title: str
+    kind: Literal["aggregate", "query"]
+    given: list[Any]
+    when: Any
+    expectation: Literal["events", "events_matching", "error", "query", "inspect"]
+    expected: list[Any] | Any
+    actual: list[Any] | Any
+    error: UserError | None
+    passed: bool
+    message: str = ""
+
+    def raise_for_failure(self) -> SpecResult:
+        if not self.passed:
+            raise AssertionError(self.message)
+        return self
+
+    def _repr_html_(self) -> str:
+        from cqrs_lab._render import spec_html
+
+        return spec_html(self)
+
+    def __repr__(self) -> str:
+        status = "passed" if self.passed else "FAILED"
+        return f"<SpecResult {self.title!r} {status}>"
+
+
+@dataclass
+class AggregateSpec(Generic[A]):
+    """Given events, when a command: holds the produced events or the ``UserError``."""
+
+    aggregate_cls: type[A]
+    given: list[Event]
+    command: Command
+    events: list[Event] = field(default_factory=list)
+    error: UserError | None = None
+    title: str = ""
+
+    def _result(self, expectation: Any, expected: Any, actual: Any, passed: bool, message: str) -> SpecResult:
+        return SpecResult(
+            title=self.title or f"{self.aggregate_cls.__qualname__}: {type(self.command).__name__}",
+            kind="aggregate",
+            given=list(self.given),
+            when=self.command,
+            expectation=expectation,
+            expected=expected,
+            actual=actual,
+            error=self.error,
+            passed=passed,
+            message=message,
+        )
+
+    def _unexpected_error(self) -> str:
+        assert self.error is not None
+        return f"expected events, but the command was rejected: UserError({self.error.message!r}, code={self.error.code!r})"
+
+    def check_events(self, expected: Sequence[Event]) -> SpecResult:
+        expected = list(expected)
+        if self.error is not None:
+            return self._result("events", expected, self.error, False, self._unexpected_error())
+        passed = expected == self.events
+        message = "" if passed else "events differ:\n" + side_by_side(expected, self.events)
+        return self._result("events", expected, list(self.events), passed, message)
+
+    def check_events_matching(self, expected: Sequence[Event]) -> SpecResult:
+        expected = list(expected)
+        if self.error is not None:
+            return self._result("events_matching", expected, self.error, False, self._unexpected_error())
+        missing = [e for e in expected if e not in self.events]
+        message = ""
+        if missing:
+            message = (
+                f"{len(missing)} expected event(s) were not produced; first missing: "
+                f"{missing[0]!r}\n" + side_by_side(expected, self.events)
+            )
+        return self._result("events_matching", expected, list(self.events), not missing, message)
+
+    def check_error(self, message: str, code: str | None = None) -> SpecResult:
+        expected = {"message": message, "code": code}
+        if self.error is None:
+            text = f"expected UserError({message!r}), but the command produced events:\n" + "\n".join(
+                f"   {e!r}" for e in self.events
+            )
+            return self._result("error", expected, list(self.events), False, text)
+        problems = []
+        if self.error.message != message:
+            diff = "\n".join(difflib.ndiff([message], [self.error.message]))
+            problems.append(f"error message differs:\n{diff}")
+        if code is not None and self.error.code != code:
+            problems.append(f"error code differs: expected {code!r}, actual {self.error.code!r}")
+        actual = {"message": self.error.message, "code": self.error.code}
+        return self._result("error", expected, actual, not problems, "\n".join(problems))
+
+    def then_expect_events(self, expected: Sequence[Event]) -> SpecResult:
+        """Exactly these events, in this order."""
+        return self.check_events(expected).raise_for_failure()
+
+    def then_expect_events_matching(self, expected: Sequence[Event]) -> SpecResult:
+        """At least these events (any order, others allowed)."""
+        return self.check_events_matching(expected).raise_for_failure()
+
+    def then_expect_error(self, message: str, code: str | None = None) -> SpecResult:
+        """A ``UserError`` with this message (and this code, when given)."""
+        return self.check_error(message, code).raise_for_failure()
+
+    def inspect_result(self) -> list[Event] | UserError:
+        """The produced events, or the ``UserError``."""
+        return self.error if self.error is not None else list(self.events)
+
+
+class TestFramework(Generic[A]):
+    """Given/when/then for one aggregate class (the seed's ``TestFramework``)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, aggregate_cls: type[A], title: str = "") -> None:
+        self.aggregate_cls = aggregate_cls
+        self.title = title
+        self._given: list[Event] = []
+
+    def given_no_previous_events(self) -> TestFramework[A]:
+        return self._with([])
+
+    def given(self, events: Sequence[Event]) -> TestFramework[A]:
+        return self._with(list(events))
+
+    def _with(self, events: list[Event]) -> TestFramework[A]:
+        spec = TestFramework(self.aggregate_cls, self.title)
+        spec._given = events
+        return spec
+
+    def when(self, command: Command) -> AggregateSpec[A]:
+        aggregate = self.aggregate_cls()
+        for event in self._given:
+            aggregate.apply(event)
+        spec = AggregateSpec(self.aggregate_cls, list(self._given), command, title=self.title)
+        try:
+            spec.events = list(aggregate.handle(command) or [])
+        except UserError as exc:
+            spec.error = exc
+        return spec
+
+
+def as_envelope(item: EventEnvelope | Event, aggregate_type: str = "Test", aggregate_id: str = "test-1", sequence: int = 1) -> EventEnvelope:
+    """An envelope around ``item`` (unchanged if it already is one), with fixed metadata."""
+    if isinstance(item, EventEnvelope):
+        return item
+    return EventEnvelope(
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        sequence=sequence,
+        payload=item,
+        metadata={},
+        recorded_at=datetime(2024, 1, 1, tzinfo=UTC),
+        event_id=f"00000000-0000-0000-0000-{sequence:012d}",
+        position=sequence,
+    )
+
+
+@dataclass
+class QuerySpec(Generic[Q]):
+    """Given a view, when events: holds the updated view."""
+
+    query_cls: type[Q]
+    given: Q
+    envelopes: list[EventEnvelope]
+    result: Q
+    title: str = ""
+
+    def check(self, expected: Q) -> SpecResult:
+        passed = expected == self.result
+        message = ""
+        if not passed:
+            exp = expected.model_dump(mode="json")
+            act = self.result.model_dump(mode="json")
+            keys = list(dict.fromkeys([*exp, *act]))
+            message = "query differs:\n" + side_by_side(
+                [_Field(k, exp.get(k)) for k in keys], [_Field(k, act.get(k)) for k in keys]
+            )
+        return SpecResult(
+            title=self.title or f"{self.query_cls.__qualname__}",
+            kind="query",
+            given=[self.given],
+            when=[e.payload for e in self.envelopes],
+            expectation="query",
+            expected=expected,
+            actual=self.result,
+            error=None,
+            passed=passed,
+            message=message,
+        )
+
+    def then_expect(self, expected: Q) -> SpecResult:
+        return self.check(expected).raise_for_failure()
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    value: Any
+
+    def __repr__(self) -> str:
+        return f"{self.name}={self.value!r}"
+
+
+class QueryTester(Generic[Q]):
+    """Given/when/then for one query class (the seed's ``ConsumerTester``)."""
+
+    __test__ = False
+
+    def __init__(self, query_cls: type[Q], title: str = "") -> None:
+        self.query_cls = query_cls
+        self.title = title
+        self._given: Q = query_cls()
+
+    def given_no_previous_state(self) -> QueryTester[Q]:
+        return self._with(self.query_cls())
+
+    def given(self, query: Q) -> QueryTester[Q]:
+        return self._with(query)
+
+    def _with(self, query: Q) -> QueryTester[Q]:
+        tester = QueryTester(self.query_cls, self.title)
+        tester._given = query
+        return tester
+
+    def when(self, *items: EventEnvelope | Event) -> QuerySpec[Q]:
+        envelopes = [as_envelope(item, sequence=i) for i, item in enumerate(items, start=1)]
+        result = self._given.model_copy(deep=True)
+        for envelope in envelopes:
+            result.update(envelope)
+        return QuerySpec(self.query_cls, self._given, envelopes, result, self.title)
