@@ -43,6 +43,9 @@ from cqrs_lab.testing import QueryTester, SpecResult, TestFramework
 
 __version__ = "0.1.0"
 
+# PostgresEventStore and PostgresQueryStore are importable from here too, but
+# are left out of __all__: they need the optional `postgres` extra (psycopg).
+
 __all__ = [
     "Aggregate",
     "AggregateContext",
@@ -65,8 +68,6 @@ __all__ = [
     "FixedClock",
     "MemoryEventStore",
     "MemoryQueryStore",
-    "PostgresEventStore",
-    "PostgresQueryStore",
     "Projection",
     "Query",
     "QueryContext",

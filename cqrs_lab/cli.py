@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cqrs-lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the bank-account story and print the events and the query")
+    demo.add_argument("--memory", action="store_true", help="use the in-memory store")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -38,9 +38,6 @@ __all__ = [
 A = TypeVar("A", bound=Aggregate)
 Q = TypeVar("Q", bound=Query)
 
-RESERVED_METADATA = ("command_id", "correlation_id", "causation_id")
-
-
 class SnapshotIgnoredWarning(UserWarning):
     """A stored snapshot no longer decodes; the aggregate was rebuilt from its events."""
 
@@ -153,13 +150,15 @@ class CqrsFramework(Generic[A]):
     ) -> list[EventEnvelope]:
         """Like ``execute``; ``metadata`` lands on every event of the command.
 
-        Each command gets a ``command_id``; its events carry ``correlation_id``
+        Each command gets a ``command_id`` (and ``command_type``, its class name)
+        in the metadata; its events carry ``correlation_id``
         and ``causation_id`` (both the command id unless the caller passes them,
         e.g. with ``caused_by(envelope)``).
         """
         command_id = self.ids()
         meta = {str(k): str(v) for k, v in metadata.items()}
         meta["command_id"] = command_id
+        meta["command_type"] = type(command).__name__
         meta.setdefault("correlation_id", command_id)
         meta.setdefault("causation_id", command_id)
         attempt = 0

@@ -1,0 +1,76 @@
+"""Small domains used by the core tests (events registered under test-only names)."""
+
+from __future__ import annotations
+
+from cqrs_lab import Aggregate, Command, Event, Query, UserError
+from cqrs_lab.envelope import EventEnvelope
+
+
+class Increment(Command):
+    by: int = 1
+
+
+class Noop(Command):
+    pass
+
+
+class Explode(Command):
+    pass
+
+
+class ReturnGarbage(Command):
+    pass
+
+
+class TwoEvents(Command):
+    pass
+
+
+class Incremented(Event):
+    event_type = "test.Incremented"
+    by: int
+
+
+class Noted(Event):
+    event_type = "test.Noted"
+    text: str
+
+
+class Counter(Aggregate):
+    aggregate_type = "Counter"
+    value: int = 0
+    notes: list[str] = []
+
+    def handle(self, command: Command) -> list[Event]:
+        match command:
+            case Increment(by=by):
+                if by > 100:
+                    raise UserError("too big", code="too_big", params={"by": by})
+                return [Incremented(by=by)]
+            case Noop():
+                return []
+            case Explode():
+                raise KeyError("boom")
+            case ReturnGarbage():
+                return ["not an event"]  # type: ignore[list-item]
+            case TwoEvents():
+                return [Incremented(by=1), Noted(text="two")]
+        raise UserError("unknown command")
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case Incremented(by=by):
+                self.value += by
+            case Noted(text=text):
+                self.notes = [*self.notes, text]
+
+
+class CounterView(Query):
+    query_type = "CounterView"
+    total: int = 0
+    events: int = 0
+
+    def update(self, envelope: EventEnvelope) -> None:
+        self.events += 1
+        if isinstance(envelope.payload, Incremented):
+            self.total += envelope.payload.by
