@@ -11,7 +11,15 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from cqrs_lab import CqrsFramework, FixedClock, MemoryEventStore, MemoryQueryStore, QueryProcessor, UserError
+    from cqrs_lab import (
+        CqrsFramework,
+        FixedClock,
+        MemoryEventStore,
+        MemoryQueryStore,
+        QueryProcessor,
+        UserError,
+    )
+    from cqrs_lab.envelope import SequentialIds
     from cqrs_lab.examples.bank_account import (
         BankAccount,
         BankAccountQuery,
@@ -20,7 +28,6 @@ def _demo(args: argparse.Namespace) -> int:
         WithdrawMoney,
         WriteCheck,
     )
-    from cqrs_lab.envelope import SequentialIds
 
     events, queries = MemoryEventStore(), MemoryQueryStore()
     processor = QueryProcessor(BankAccountQuery, queries)

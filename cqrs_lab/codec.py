@@ -65,11 +65,13 @@ def decode_metadata(text: str | dict[str, Any] | None, where: str) -> dict[str, 
     try:
         value = json.loads(text) if isinstance(text, str | bytes) else text
     except ValueError as exc:
-        raise CorruptRecordError(f"{where}: metadata is not valid JSON ({exc}). "
-                                 "Repair or delete that row; nothing was changed.") from exc
+        raise CorruptRecordError(
+            f"{where}: metadata is not valid JSON ({exc}). Repair or delete that row; nothing was changed."
+        ) from exc
     if not isinstance(value, dict):
-        raise CorruptRecordError(f"{where}: metadata is not a JSON object. "
-                                 "Repair or delete that row; nothing was changed.")
+        raise CorruptRecordError(
+            f"{where}: metadata is not a JSON object. Repair or delete that row; nothing was changed."
+        )
     return {str(k): str(v) for k, v in value.items()}
 
 
@@ -87,10 +89,15 @@ class EventCodec:
         """Make ``cls`` decodable under its ``event_type``; returns it (usable as a decorator)."""
         with self._lock:
             old = self._types.get(cls.event_type)
-            if old is not None and old is not cls and (
-                old.__module__,
-                old.__qualname__,
-            ) != (cls.__module__, cls.__qualname__):
+            if (
+                old is not None
+                and old is not cls
+                and (
+                    old.__module__,
+                    old.__qualname__,
+                )
+                != (cls.__module__, cls.__qualname__)
+            ):
                 warnings.warn(
                     f"event type {cls.event_type!r} was registered by "
                     f"{old.__module__}.{old.__qualname__} and is now taken by "
@@ -121,9 +128,7 @@ class EventCodec:
         with self._lock:
             self._upcasters[(event_type, from_version)] = (to_version, upcaster)
 
-    def upcaster(
-        self, event_type: str, from_version: str, to_version: str
-    ) -> Callable[[Upcaster], Upcaster]:
+    def upcaster(self, event_type: str, from_version: str, to_version: str) -> Callable[[Upcaster], Upcaster]:
         """Decorator form of ``register_upcaster``."""
 
         def decorate(fn: Upcaster) -> Upcaster:

@@ -23,7 +23,6 @@ from cqrs_lab.errors import (
     ConfigurationError,
     DispatchError,
     TechnicalError,
-    UserError,
 )
 from cqrs_lab.stores.base import EventStore, QueryStore, StoredSnapshot
 
@@ -37,6 +36,7 @@ __all__ = [
 
 A = TypeVar("A", bound=Aggregate)
 Q = TypeVar("Q", bound=Query)
+
 
 class SnapshotIgnoredWarning(UserWarning):
     """A stored snapshot no longer decodes; the aggregate was rebuilt from its events."""
@@ -124,9 +124,7 @@ class CqrsFramework(Generic[A]):
                         SnapshotIgnoredWarning,
                         stacklevel=3,
                     )
-        envelopes = self.event_store.load_events(
-            self.aggregate_type, aggregate_id, after_sequence=version
-        )
+        envelopes = self.event_store.load_events(self.aggregate_type, aggregate_id, after_sequence=version)
         aggregate = replay(self.aggregate_cls, envelopes, start)
         if envelopes:
             version = envelopes[-1].sequence
@@ -180,9 +178,7 @@ class CqrsFramework(Generic[A]):
                 for i, event in enumerate(events, start=1)
             ]
             try:
-                committed = self.event_store.commit(
-                    envelopes, snapshot=self._snapshot(context, envelopes)
-                )
+                committed = self.event_store.commit(envelopes, snapshot=self._snapshot(context, envelopes))
             except ConcurrencyError:
                 if attempt >= self.retries:
                     raise
@@ -220,9 +216,7 @@ class CqrsFramework(Generic[A]):
         if every is None or new_version // every == context.version // every:
             return None
         state = replay(self.aggregate_cls, envelopes, context.payload)
-        return StoredSnapshot(
-            self.aggregate_type, context.aggregate_id, new_version, state.model_dump_json()
-        )
+        return StoredSnapshot(self.aggregate_type, context.aggregate_id, new_version, state.model_dump_json())
 
     def _dispatch(self, aggregate_id: str, committed: list[EventEnvelope]) -> None:
         failures: list[tuple[str, BaseException]] = []

@@ -89,9 +89,7 @@ class Projection:
                 if key not in contexts:
                     contexts[key] = self.query_store.load(query_cls, vid)
                 contexts[key].payload.update(envelope)
-        self.query_store.commit_batch(
-            list(contexts.values()), checkpoint=(self.name, batch[-1].position)
-        )
+        self.query_store.commit_batch(list(contexts.values()), checkpoint=(self.name, batch[-1].position))
 
     def rebuild(self, *, progress: Progress | None = None) -> int:
         """Delete this projection's views and checkpoint, then replay the whole log."""

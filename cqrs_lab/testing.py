@@ -107,7 +107,10 @@ class AggregateSpec(Generic[A]):
 
     def _unexpected_error(self) -> str:
         assert self.error is not None
-        return f"expected events, but the command was rejected: UserError({self.error.message!r}, code={self.error.code!r})"
+        return (
+            "expected events, but the command was rejected: "
+            f"UserError({self.error.message!r}, code={self.error.code!r})"
+        )
 
     def check_events(self, expected: Sequence[Event]) -> SpecResult:
         expected = list(expected)
@@ -196,7 +199,9 @@ class TestFramework(Generic[A]):
         return spec
 
 
-def as_envelope(item: EventEnvelope | Event, aggregate_type: str = "Test", aggregate_id: str = "test-1", sequence: int = 1) -> EventEnvelope:
+def as_envelope(
+    item: EventEnvelope | Event, aggregate_type: str = "Test", aggregate_id: str = "test-1", sequence: int = 1
+) -> EventEnvelope:
     """An envelope around ``item`` (unchanged if it already is one), with fixed metadata."""
     if isinstance(item, EventEnvelope):
         return item

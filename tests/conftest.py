@@ -85,7 +85,9 @@ class Backend:
         else:
             from cqrs_lab.stores.postgres import PostgresQueryStore
 
-            store = PostgresQueryStore(event_store if event_store is not None else self.dsn, schema=self.schema)
+            store = PostgresQueryStore(
+                event_store if event_store is not None else self.dsn, schema=self.schema
+            )
         self.opened.append(store)
         return store
 
@@ -98,8 +100,11 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every store behaviour is tested once, over memory, DuckDB (a real file) and Postgres."""
     if request.param == "postgres":
-        kit = Backend("postgres", dsn=request.getfixturevalue("postgres_dsn"),
-                      schema=request.getfixturevalue("pg_schema"))
+        kit = Backend(
+            "postgres",
+            dsn=request.getfixturevalue("postgres_dsn"),
+            schema=request.getfixturevalue("pg_schema"),
+        )
     elif request.param == "duckdb":
         kit = Backend("duckdb", path=tmp_path / "events.duckdb")
     else:
@@ -113,7 +118,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if "postgres" in item.nodeid or (callspec is not None and callspec.params.get("backend") == "postgres"):
+        if "postgres" in item.nodeid or (
+            callspec is not None and callspec.params.get("backend") == "postgres"
+        ):
             item.add_marker(pytest.mark.postgres)
 
 
@@ -127,6 +134,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CQRS_LAB_REQUIRE_POSTGRES") == "1" and _skipped_postgres:
-        print(f"\nCQRS_LAB_REQUIRE_POSTGRES=1 but {len(_skipped_postgres)} Postgres test(s) skipped: "
-              + ", ".join(_skipped_postgres[:5]))
+        print(
+            f"\nCQRS_LAB_REQUIRE_POSTGRES=1 but {len(_skipped_postgres)} Postgres test(s) skipped: "
+            + ", ".join(_skipped_postgres[:5])
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

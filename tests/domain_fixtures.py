@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from cqrs_lab import Aggregate, Command, Event, Query, UserError
 from cqrs_lab.envelope import EventEnvelope
 
@@ -39,7 +41,7 @@ class Noted(Event):
 class Counter(Aggregate):
     aggregate_type = "Counter"
     value: int = 0
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)
 
     def handle(self, command: Command) -> list[Event]:
         match command:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from uuid import UUID
 
 from hypothesis import strategies as st
@@ -14,7 +14,7 @@ from cqrs_lab import Event
 from cqrs_lab.examples.bank_account import DepositMoney, OpenBankAccount, WithdrawMoney, WriteCheck
 
 
-class Colour(str, Enum):
+class Colour(StrEnum):
     RED = "red"
     GREEN = "green"
     BLUE = "blue"
@@ -43,8 +43,9 @@ class Everything(Event):
 
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None, min_value=Decimal("-1e12"),
-                       max_value=Decimal("1e12"))
+decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, places=None, min_value=Decimal("-1e12"), max_value=Decimal("1e12")
+)
 timezones = st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-14 * 60, 14 * 60))
 aware = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=timezones)
 lines = st.builds(Line, sku=texts, quantity=st.integers(-(2**53), 2**53), price=decimals)

@@ -55,8 +55,18 @@ def test_same_event_type_from_another_class_warns() -> None:
 
 
 def record(event_type: str, version: str, payload: str, sequence: int = 4) -> StoredEvent:
-    return StoredEvent("Person", "p-1", sequence, event_type, version, payload, "{}", "2024-01-01T00:00:00+00:00",
-                       "00000000-0000-0000-0000-000000000001", position=9)
+    return StoredEvent(
+        "Person",
+        "p-1",
+        sequence,
+        event_type,
+        version,
+        payload,
+        "{}",
+        "2024-01-01T00:00:00+00:00",
+        "00000000-0000-0000-0000-000000000001",
+        position=9,
+    )
 
 
 def test_unknown_event_type_names_type_aggregate_and_sequence() -> None:
@@ -74,8 +84,19 @@ def test_corrupt_payload_is_a_clear_error() -> None:
     with pytest.raises(CorruptRecordError, match=r"Person/p-1 sequence 4.*does not decode"):
         store.decode(record("test.Incremented", "1.0", "{not json"))
     with pytest.raises(CorruptRecordError, match="metadata is not valid JSON"):
-        store.decode(StoredEvent("Person", "p-1", 4, "test.Incremented", "1.0", '{"by": 1}', "{oops",
-                                 "2024-01-01T00:00:00+00:00", "x"))
+        store.decode(
+            StoredEvent(
+                "Person",
+                "p-1",
+                4,
+                "test.Incremented",
+                "1.0",
+                '{"by": 1}',
+                "{oops",
+                "2024-01-01T00:00:00+00:00",
+                "x",
+            )
+        )
 
 
 def test_upcasters_chain_from_old_versions_at_load_time() -> None:
@@ -102,10 +123,26 @@ def test_stored_rows_are_never_rewritten_by_upcasting() -> None:
     codec = EventCodec([RenamedV2])
     codec.register_upcaster("test.Renamed", "2.0", "3.0", lambda d: {**d, "age": 1})
     store = MemoryEventStore(codec)
-    store.import_arrow([{**{k: getattr(record("test.Renamed", "2.0", '{"full_name": "X"}'), k)
-                            for k in ("aggregate_type", "aggregate_id", "sequence", "event_type",
-                                      "event_version", "payload", "metadata", "event_id")},
-                         "recorded_at": "2024-01-01T00:00:00+00:00"}])
+    store.import_arrow(
+        [
+            {
+                **{
+                    k: getattr(record("test.Renamed", "2.0", '{"full_name": "X"}'), k)
+                    for k in (
+                        "aggregate_type",
+                        "aggregate_id",
+                        "sequence",
+                        "event_type",
+                        "event_version",
+                        "payload",
+                        "metadata",
+                        "event_id",
+                    )
+                },
+                "recorded_at": "2024-01-01T00:00:00+00:00",
+            }
+        ]
+    )
     assert [e.payload.age for e in store.read_all()] == [1]  # type: ignore[attr-defined]
     assert store.export_arrow().column("payload").to_pylist() == ['{"full_name": "X"}']
     assert store.export_arrow().column("event_version").to_pylist() == ["2.0"]

@@ -9,7 +9,14 @@ from decimal import Decimal
 
 import pytest
 
-from cqrs_lab import CqrsFramework, MemoryEventStore, MemoryQueryStore, QueryProcessor, TestFramework, UserError
+from cqrs_lab import (
+    CqrsFramework,
+    MemoryEventStore,
+    MemoryQueryStore,
+    QueryProcessor,
+    TestFramework,
+    UserError,
+)
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountOpened,
@@ -52,8 +59,10 @@ def test_room_books_free_nights() -> None:
 
 
 def test_room_refuses_overlapping_bookings() -> None:
-    spec = TestFramework(Room).given([REGISTERED, BOOKED]).when(
-        BookRoom(booking_id="b2", guest="bob", first_night=date(2024, 5, 2), nights=3)
+    spec = (
+        TestFramework(Room)
+        .given([REGISTERED, BOOKED])
+        .when(BookRoom(booking_id="b2", guest="bob", first_night=date(2024, 5, 2), nights=3))
     )
     spec.then_expect_error("room is not free on those nights", code="room_taken")
     error = spec.inspect_result()
@@ -62,11 +71,15 @@ def test_room_refuses_overlapping_bookings() -> None:
 
 def test_room_cannot_cancel_after_check_in() -> None:
     checked_in = GuestCheckedIn(booking_id="b1", guest="ada")
-    TestFramework(Room).given([REGISTERED, BOOKED]).when(CheckIn(booking_id="b1")).then_expect_events([checked_in])
-    TestFramework(Room).given([REGISTERED, BOOKED, checked_in]).when(CancelBooking(booking_id="b1")).then_expect_error(
-        "guest has already checked in"
+    TestFramework(Room).given([REGISTERED, BOOKED]).when(CheckIn(booking_id="b1")).then_expect_events(
+        [checked_in]
     )
-    TestFramework(Room).given([REGISTERED]).when(CancelBooking(booking_id="zz")).then_expect_error("no such booking")
+    TestFramework(Room).given([REGISTERED, BOOKED, checked_in]).when(
+        CancelBooking(booking_id="b1")
+    ).then_expect_error("guest has already checked in")
+    TestFramework(Room).given([REGISTERED]).when(CancelBooking(booking_id="zz")).then_expect_error(
+        "no such booking"
+    )
 
 
 def test_hotel_occupancy_spans_rooms_and_events() -> None:
@@ -103,8 +116,9 @@ def test_book_room_validates_nights(nights: int) -> None:
 
 
 def test_demo_prints_the_story_events_and_query() -> None:
-    out = subprocess.run([sys.executable, "-m", "cqrs_lab.cli", "demo", "--memory"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cqrs_lab.cli", "demo", "--memory"], capture_output=True, text=True, check=True
+    ).stdout
     assert "rejected  WithdrawMoney(amount=Decimal('5000.00')): funds not available" in out
     assert "CustomerWroteCheck(check_number='1170'" in out
     assert "balance=Decimal('629.50')" in out

@@ -37,7 +37,11 @@ from tests.domain_fixtures import (
 
 def make(store: MemoryEventStore | None = None, **kwargs: object) -> CqrsFramework[Counter]:
     return CqrsFramework(
-        Counter, store or MemoryEventStore(), clock=FixedClock(), ids=SequentialIds(), **kwargs  # type: ignore[arg-type]
+        Counter,
+        store or MemoryEventStore(),
+        clock=FixedClock(),
+        ids=SequentialIds(),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -113,7 +117,11 @@ def test_user_error_reaches_caller_with_payload_and_commits_nothing() -> None:
     fw = make(store)
     with pytest.raises(UserError) as info:
         fw.execute("c1", Increment(by=1000))
-    assert info.value.payload.model_dump() == {"code": "too_big", "message": "too big", "params": {"by": "1000"}}
+    assert info.value.payload.model_dump() == {
+        "code": "too_big",
+        "message": "too big",
+        "params": {"by": "1000"},
+    }
     assert list(store.read_all()) == []
 
 
@@ -182,8 +190,10 @@ def test_retries_give_up_after_n_attempts() -> None:
 def test_threads_racing_with_retries_lose_no_update() -> None:
     store = MemoryEventStore()
     fw = CqrsFramework(Counter, store, retries=1000)
-    threads = [threading.Thread(target=lambda: [fw.execute("c", Increment(by=1)) for _ in range(50)])
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [fw.execute("c", Increment(by=1)) for _ in range(50)])
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

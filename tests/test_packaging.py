@@ -64,7 +64,7 @@ def test_py_typed_is_shipped() -> None:
 def test_readme_shows_the_demo_and_test_commands_that_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install . && cqrs-lab demo' in readme
+    assert "pip install . && cqrs-lab demo" in readme
     test_command = 'pip install -e ".[dev]" && pytest'
     assert test_command in readme
     assert 'pip install -e ".[dev]"' in ci

@@ -88,7 +88,9 @@ def test_inspect_result_returns_events_or_error() -> None:
 
 
 def test_check_methods_return_failures_as_data_without_raising() -> None:
-    spec = TestFramework(BankAccount, title="deposit").given([OPENED]).when(DepositMoney(amount=Decimal("1.00")))
+    spec = (
+        TestFramework(BankAccount, title="deposit").given([OPENED]).when(DepositMoney(amount=Decimal("1.00")))
+    )
     result = spec.check_events([])
     assert not result.passed
     assert result.title == "deposit"

@@ -91,11 +91,7 @@ class BankAccount(Aggregate):
             case WriteCheck(check_number=number, amount=amount):
                 self._require_open()
                 self._require_funds(amount)
-                return [
-                    CustomerWroteCheck(
-                        check_number=number, amount=amount, balance=self.balance - amount
-                    )
-                ]
+                return [CustomerWroteCheck(check_number=number, amount=amount, balance=self.balance - amount)]
         raise UserError(f"BankAccount does not handle {type(command).__name__}", code="unknown_command")
 
     def _require_open(self) -> None:
@@ -129,7 +125,7 @@ class BankAccountQuery(Query):
 
     account_id: str = ""
     balance: Decimal = Decimal("0")
-    written_checks: list[str] = []
+    written_checks: list[str] = Field(default_factory=list)
 
     def update(self, envelope: EventEnvelope) -> None:
         match envelope.payload:

@@ -8,7 +8,7 @@ A ``Room`` aggregate takes bookings for nights and refuses overlapping ones;
 from __future__ import annotations
 
 from datetime import date, timedelta
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,8 +20,8 @@ __all__ = [
     "BookRoom",
     "BookingCancelled",
     "CancelBooking",
-    "GuestCheckedIn",
     "CheckIn",
+    "GuestCheckedIn",
     "HotelOccupancy",
     "RegisterRoom",
     "Room",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class RoomKind(str, Enum):
+class RoomKind(StrEnum):
     SINGLE = "single"
     DOUBLE = "double"
     SUITE = "suite"
@@ -97,7 +97,7 @@ class Room(Aggregate):
 
     number: str = ""
     kind: RoomKind | None = None
-    bookings: dict[str, Booking] = {}
+    bookings: dict[str, Booking] = Field(default_factory=dict)
 
     def _taken(self) -> set[date]:
         return {night for b in self.bookings.values() for night in b.nights}
@@ -165,10 +165,10 @@ class HotelOccupancy(Query):
 
     query_type = "HotelOccupancy"
 
-    rooms: dict[str, RoomKind] = {}
-    booked_nights: dict[date, int] = {}
-    bookings_by_guest: dict[str, list[str]] = {}
-    checked_in: list[str] = []
+    rooms: dict[str, RoomKind] = Field(default_factory=dict)
+    booked_nights: dict[date, int] = Field(default_factory=dict)
+    bookings_by_guest: dict[str, list[str]] = Field(default_factory=dict)
+    checked_in: list[str] = Field(default_factory=list)
 
     def update(self, envelope: EventEnvelope) -> None:
         match envelope.payload:

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
-__all__ = ["EventFormat", "event_arrow_schema", "format_for", "read_events_file", "to_event_table", "write_events_file"]
+__all__ = [
+    "EventFormat",
+    "event_arrow_schema",
+    "format_for",
+    "read_events_file",
+    "to_event_table",
+    "write_events_file",
+]
 
 EventFormat = Literal["parquet", "jsonl", "csv"]
 _SUFFIXES: dict[str, EventFormat] = {
@@ -89,8 +95,7 @@ def to_event_table(data: Any) -> pa.Table:
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise CorruptRecordError(
-            f"the events to import lack column(s) {', '.join(missing)}; "
-            f"expected {', '.join(schema.names)}"
+            f"the events to import lack column(s) {', '.join(missing)}; expected {', '.join(schema.names)}"
         )
     columns = []
     for field in schema:
@@ -110,7 +115,9 @@ def write_events_file(table: pa.Table, path: str | Path, fmt: str | None = None)
     kind = format_for(path, fmt)
     target = Path(path)
     if not target.parent.exists():
-        raise ConfigurationError(f"cannot write {str(target)!r}: folder {str(target.parent)!r} does not exist")
+        raise ConfigurationError(
+            f"cannot write {str(target)!r}: folder {str(target.parent)!r} does not exist"
+        )
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -123,7 +130,7 @@ def write_events_file(table: pa.Table, path: str | Path, fmt: str | None = None)
         frame = table.to_pandas()
         frame["recorded_at"] = frame["recorded_at"].map(lambda t: t.isoformat())
         frame.to_json(target, orient="records", lines=True, force_ascii=False)
-    return table.num_rows
+    return int(table.num_rows)
 
 
 def read_events_file(path: str | Path, fmt: str | None = None) -> pa.Table:
@@ -145,17 +152,30 @@ def read_events_file(path: str | Path, fmt: str | None = None) -> pa.Table:
             table = pacsv.read_csv(
                 source,
                 convert_options=pacsv.ConvertOptions(
-                    column_types={"payload": pa.string(), "metadata": pa.string(),
-                                  "event_version": pa.string(), "aggregate_id": pa.string(),
-                                  "event_id": pa.string()}
+                    column_types={
+                        "payload": pa.string(),
+                        "metadata": pa.string(),
+                        "event_version": pa.string(),
+                        "aggregate_id": pa.string(),
+                        "event_id": pa.string(),
+                    }
                 ),
             )
         else:
             import pandas as pd
 
-            frame = pd.read_json(source, lines=True, dtype={"aggregate_id": str, "event_version": str,
-                                                            "payload": str, "metadata": str, "event_id": str},
-                                 convert_dates=False)
+            frame = pd.read_json(
+                source,
+                lines=True,
+                dtype={
+                    "aggregate_id": str,
+                    "event_version": str,
+                    "payload": str,
+                    "metadata": str,
+                    "event_id": str,
+                },
+                convert_dates=False,
+            )
             frame["recorded_at"] = pd.to_datetime(frame["recorded_at"], utc=True, format="ISO8601")
             table = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, ValueError, OSError) as exc:

@@ -105,9 +105,7 @@ class EventStore(Protocol):
         """
         ...
 
-    def read_all(
-        self, after_position: int = 0, *, batch_size: int = 1000
-    ) -> Iterator[EventEnvelope]:
+    def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
         """Every event after ``after_position`` in global (commit) order."""
         ...
 
@@ -158,17 +156,19 @@ def _where(record: StoredEvent) -> str:
     )
 
 
-def _aware(value: Any, where: str) -> datetime:
-    if isinstance(value, str):
+def _aware(value: object, where: str) -> datetime:
+    """``recorded_at`` as an aware datetime (naive values from a driver are UTC)."""
+    moment: datetime
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
         except ValueError as exc:
             raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp") from exc
-    if not isinstance(value, datetime):
+    else:
         raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class RecordEventStore(ABC):
@@ -181,16 +181,15 @@ class RecordEventStore(ABC):
 
     # -- backend hooks ---------------------------------------------------
     @abstractmethod
-    def _load_records(
-        self, aggregate_type: str, aggregate_id: str, after_sequence: int
-    ) -> list[StoredEvent]:
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         """Rows of one stream after ``after_sequence`` in sequence order."""
 
     @abstractmethod
-    def _append_records(
-        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None
-    ) -> list[int]:
-        """Insert rows in one transaction; return their positions. ``ConcurrencyError`` on a taken sequence."""
+    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+        """Insert rows in one transaction; return their positions.
+
+        Raise ``ConcurrencyError`` (inserting nothing) when a sequence is taken.
+        """
 
     @abstractmethod
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
@@ -244,9 +243,7 @@ class RecordEventStore(ABC):
         positions = self._append_records([self.encode(e) for e in envelopes], snapshot)
         return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
 
-    def read_all(
-        self, after_position: int = 0, *, batch_size: int = 1000
-    ) -> Iterator[EventEnvelope]:
+    def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
         position = after_position
         while True:
             records = self._read_records(position, batch_size)
@@ -270,9 +267,7 @@ class RecordQueryStore(ABC):
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None: ...
 
     @abstractmethod
-    def _commit_queries(
-        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None
-    ) -> None:
+    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
         """Write each record (its ``version`` is the new one) iff the stored version is
         ``version - 1`` (absent counts as 0), plus the checkpoint, in one transaction.
         Raise ``ConcurrencyError`` and write nothing when any check fails."""
@@ -310,8 +305,7 @@ class RecordQueryStore(ABC):
         checkpoint: tuple[str, int] | None = None,
     ) -> list[QueryContext[Any]]:
         records = [
-            StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json())
-            for c in contexts
+            StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json()) for c in contexts
         ]
         self._commit_queries(records, checkpoint)
         return [QueryContext(c.view_id, c.version + 1, c.payload) for c in contexts]

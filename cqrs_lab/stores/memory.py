@@ -33,9 +33,7 @@ class MemoryEventStore(RecordEventStore):
         self._snapshots: dict[tuple[str, str], StoredSnapshot] = {}
         self._taken: set[tuple[str, str, int]] = set()
 
-    def _load_records(
-        self, aggregate_type: str, aggregate_id: str, after_sequence: int
-    ) -> list[StoredEvent]:
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._lock:
             stream = self._streams.get((aggregate_type, aggregate_id), [])
             return [r for r in stream if r.sequence > after_sequence]
@@ -51,9 +49,7 @@ class MemoryEventStore(RecordEventStore):
                 )
             taken.add(key)
 
-    def _append_records(
-        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None
-    ) -> list[int]:
+    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
         with self._lock:
             self._check(records)
             positions = []
@@ -132,9 +128,7 @@ class MemoryQueryStore(RecordQueryStore):
         with self._lock:
             return self._views.get((query_type, view_id))
 
-    def _commit_queries(
-        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None
-    ) -> None:
+    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
         with self._lock:
             for r in records:
                 current = self._views.get((r.query_type, r.view_id))
