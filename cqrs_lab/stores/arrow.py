@@ -7,8 +7,12 @@ JSON Lines, CSV) and pandas DataFrames go through the same table.
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
 
@@ -30,6 +34,7 @@ _SUFFIXES: dict[str, EventFormat] = {
     ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".jsonl.gz": "jsonl",
     ".csv": "csv",
 }
 
@@ -60,11 +65,12 @@ def format_for(path: str | Path, fmt: str | None = None) -> EventFormat:
         if fmt not in ("parquet", "jsonl", "csv"):
             raise ConfigurationError(f"unknown event file format {fmt!r}: use parquet, jsonl or csv")
         return fmt  # type: ignore[return-value]
-    suffix = Path(path).suffix.lower()
+    name = Path(path).name.lower()
+    suffix = ".jsonl.gz" if name.endswith(".jsonl.gz") else Path(name).suffix
     if suffix not in _SUFFIXES:
         raise ConfigurationError(
             f"cannot tell the format of {str(path)!r} from its suffix {suffix!r}: "
-            "use .parquet, .jsonl or .csv, or pass the format explicitly"
+            "use .parquet, .jsonl (or .jsonl.gz) or .csv, or pass the format explicitly"
         )
     return _SUFFIXES[suffix]
 
@@ -127,10 +133,24 @@ def write_events_file(table: pa.Table, path: str | Path, fmt: str | None = None)
 
         pacsv.write_csv(table, target)
     else:
-        frame = table.to_pandas()
-        frame["recorded_at"] = frame["recorded_at"].map(lambda t: t.isoformat())
-        frame.to_json(target, orient="records", lines=True, force_ascii=False)
+        with _open_text(target, "w") as out:
+            for row in table.to_pylist():
+                row["payload"] = json.loads(row["payload"])
+                row["metadata"] = json.loads(row["metadata"])
+                row["recorded_at"] = row["recorded_at"].isoformat()
+                out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
     return int(table.num_rows)
+
+
+def _open_text(path: Path, mode: Literal["r", "w"]) -> IO[str]:
+    if path.name.lower().endswith(".gz"):
+        # mtime=0: the same events give the same bytes (sample data is regenerated and compared)
+        return io.TextIOWrapper(gzip.GzipFile(path, mode + "b", mtime=0), encoding="utf-8")
+    return path.open(mode, encoding="utf-8")
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def read_events_file(path: str | Path, fmt: str | None = None) -> pa.Table:
@@ -162,22 +182,22 @@ def read_events_file(path: str | Path, fmt: str | None = None) -> pa.Table:
                 ),
             )
         else:
-            import pandas as pd
-
-            frame = pd.read_json(
-                source,
-                lines=True,
-                dtype={
-                    "aggregate_id": str,
-                    "event_version": str,
-                    "payload": str,
-                    "metadata": str,
-                    "event_id": str,
-                },
-                convert_dates=False,
-            )
-            frame["recorded_at"] = pd.to_datetime(frame["recorded_at"], utc=True, format="ISO8601")
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            rows = []
+            with _open_text(source, "r") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                        row["payload"] = _json_text(row["payload"])
+                        row["metadata"] = _json_text(row.get("metadata", {}))
+                        row["recorded_at"] = datetime.fromisoformat(row["recorded_at"])
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise CorruptRecordError(
+                            f"{str(source)!r} line {number} is not an event: {exc!r}"
+                        ) from exc
+                    rows.append(row)
+            table = pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, ValueError, OSError) as exc:
         raise CorruptRecordError(f"cannot read {str(source)!r} as {kind}: {exc}") from exc
     return to_event_table(table)
