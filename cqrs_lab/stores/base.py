@@ -12,7 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -20,6 +21,9 @@ from cqrs_lab.codec import EventCodec, StoredEvent, decode_metadata, default_cod
 from cqrs_lab.domain import Aggregate, Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -199,6 +203,19 @@ class RecordEventStore(ABC):
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
 
     @abstractmethod
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
+
+        Positions are assigned anew, in the order of the input's ``position``
+        column; a taken (aggregate_type, aggregate_id, sequence) raises
+        ``ConcurrencyError`` and nothing is imported. Returns the count.
+        """
+
+    @abstractmethod
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     # -- the contract ----------------------------------------------------
@@ -252,6 +269,21 @@ class RecordEventStore(ABC):
             if len(records) < batch_size:
                 return
             position = records[-1].position
+
+    def import_events(self, source: str | Path | Any, format: str | None = None) -> int:
+        """Import a Parquet, JSON Lines or CSV file (format from ``format`` or the suffix),
+        or anything ``import_arrow`` takes; atomic. Returns the count."""
+        from cqrs_lab.stores.arrow import read_events_file
+
+        if isinstance(source, str | Path):
+            source = read_events_file(source, format)
+        return self.import_arrow(source)
+
+    def export_events(self, path: str | Path, format: str | None = None) -> int:
+        """Write the whole log to a Parquet, JSON Lines or CSV file; returns the count."""
+        from cqrs_lab.stores.arrow import write_events_file
+
+        return write_events_file(self.export_arrow(), path, format)
 
     def __enter__(self) -> RecordEventStore:
         return self

@@ -1,0 +1,499 @@
+"""DuckDB stores: the embedded default, with an event log you can query with SQL.
+
+Events, snapshots, views and projection checkpoints live in one database file
+(or ``":memory:"``). DuckDB lets one process open a file read-write; other
+processes may open it ``read_only=True`` only while no process writes it.
+
+Every store object on the same database in this process shares one connection,
+one lock and one log head (``_Database``), so commits are serialized and global
+positions are handed out in commit order without asking the database for
+``max(position)`` on every commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from cqrs_lab.codec import EventCodec, StoredEvent
+from cqrs_lab.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecordError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
+from cqrs_lab.stores import _sql
+from cqrs_lab.stores.base import RecordEventStore, RecordQueryStore, StoredQuery, StoredSnapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DuckDBEventStore", "DuckDBQueryStore"]
+
+MEMORY = ":memory:"
+_IMPORT_VIEW = "_cqrs_lab_import"
+_CONFLICTS = (duckdb.ConstraintException, duckdb.TransactionException)
+
+
+def _sql_for(template: str) -> str:
+    return _sql.render(template, schema="main", json="JSON")
+
+
+_LOAD_STREAM = _sql_for(_sql.LOAD_STREAM)
+_READ_ALL = _sql_for(_sql.READ_ALL)
+_STREAM_VERSION = _sql_for(_sql.STREAM_VERSION)
+_MAX_POSITION = _sql_for(_sql.MAX_POSITION)
+_EXPORT = _sql_for(_sql.EXPORT)
+_LOAD_SNAPSHOT = _sql_for(_sql.LOAD_SNAPSHOT)
+_UPSERT_SNAPSHOT = _sql_for(_sql.UPSERT_SNAPSHOT)
+_LOAD_QUERY = _sql_for(_sql.LOAD_QUERY)
+_UPDATE_QUERIES = _sql_for(_sql.UPDATE_QUERIES)
+_INSERT_QUERIES = _sql_for(_sql.INSERT_QUERIES)
+_DELETE_QUERIES = _sql_for(_sql.DELETE_QUERIES)
+_LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
+_SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
+_DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
+_IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
+
+# DuckDB only: loading a stream is a scan of the whole table without an index on
+# aggregate_id (the unique constraint's index is not used for it).
+_DUCKDB_TABLES = (
+    *(_sql_for(t) for t in _sql.CREATE_TABLES),
+    "CREATE INDEX IF NOT EXISTS events_by_aggregate_id ON main.events (aggregate_id)",
+)
+_EVENT_INSERT_COLUMNS = (
+    "position, aggregate_type, aggregate_id, sequence, event_type, event_version,"
+    " payload, metadata, recorded_at, event_id"
+)
+# Positions are given by the caller (the shared log head); rows keep the input's order.
+_IMPORT = (
+    f"INSERT INTO main.events ({_EVENT_INSERT_COLUMNS})"
+    " SELECT ? + row_number() OVER (ORDER BY position), aggregate_type, aggregate_id, sequence,"
+    " event_type, event_version, payload::JSON, metadata::JSON, recorded_at, event_id"
+    f" FROM {_IMPORT_VIEW}"
+)
+
+
+@lru_cache(maxsize=64)
+def _insert_events(rows: int) -> str:
+    """One INSERT for a whole commit (``rows`` events), so it is one statement."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO main.events ({_EVENT_INSERT_COLUMNS}) VALUES {values}"
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if path != MEMORY and not Path(path).parent.is_dir():
+        raise StoreUnavailableError(
+            f"cannot open DuckDB file {path!r}: folder {str(Path(path).parent)!r} does not exist. "
+            "Create the folder first, or give another path."
+        )
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            hint = (
+                "opening it read_only=True does not help while another process writes it"
+                if read_only
+                else "open it with read_only=True to analyse a file no process is writing"
+            )
+            raise StoreLockedError(
+                f"DuckDB file {path!r} is held by another process ({text}). DuckDB allows one "
+                f"read-write process per file: close the other process's store; {hint}; or use "
+                "PostgresEventStore when several processes must share the log."
+            ) from exc
+        raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {text}") from exc
+    except duckdb.Error as exc:
+        raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {exc}") from exc
+
+
+class _Database:
+    """One DuckDB database as this process uses it: connection, lock, log head, users."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, label: str, key: str | None, read_only: bool) -> None:
+        self.conn = conn
+        self.label = label
+        self.key = key
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self.head: int | None = None  # last position handed out; None = ask the database
+        self.users = 1
+        self.closed = False
+
+
+_OPEN: dict[str, _Database] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(path: str | Path, read_only: bool) -> _Database:
+    if str(path) == MEMORY:
+        if read_only:
+            raise ConfigurationError("an in-memory DuckDB database cannot be read-only: give a file path")
+        memory = _Database(_connect(MEMORY, False), MEMORY, None, False)
+        _prepare(memory)
+        return memory
+    key = str(Path(path).expanduser().resolve())
+    with _OPEN_LOCK:
+        shared = _OPEN.get(key)
+        if shared is not None:
+            if shared.read_only != read_only:
+                mode = "read-only" if shared.read_only else "read-write"
+                raise ConfigurationError(
+                    f"DuckDB file {str(path)!r} is already open {mode} in this process; DuckDB "
+                    "cannot open it both ways. Use the same read_only setting, or share the "
+                    "open store (DuckDBQueryStore(event_store))."
+                )
+            shared.users += 1
+            return shared
+        db = _Database(_connect(key, read_only), str(path), key, read_only)
+        try:
+            _prepare(db)
+        except BaseException:
+            db.conn.close()
+            raise
+        _OPEN[key] = db
+        return db
+
+
+def _release(db: _Database) -> None:
+    with _OPEN_LOCK:
+        db.users -= 1
+        if db.users > 0 or db.closed:
+            return
+        if db.key is not None:
+            _OPEN.pop(db.key, None)
+        with db.lock:
+            db.closed = True
+            db.conn.close()
+
+
+@contextmanager
+def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on any exception (a failed COMMIT already is)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _prepare(db: _Database) -> None:
+    """Create the tables on first use, or check the version stamp of an existing database."""
+    conn = db.conn
+    conn.execute("SET TimeZone = 'UTC'")
+    exists = conn.execute(_sql.TABLE_EXISTS, ["main"]).fetchone()
+    version = conn.execute(_sql_for(_sql.LOAD_SCHEMA_VERSION)).fetchone() if exists and exists[0] else None
+    stamped = None if version is None else version[0]
+    if stamped is not None and stamped > _sql.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"DuckDB file {db.label!r} was written by a newer cqrs_lab (schema version {stamped}; "
+            f"this one knows up to {_sql.SCHEMA_VERSION}). Upgrade cqrs_lab to open it."
+        )
+    if stamped == _sql.SCHEMA_VERSION:
+        return
+    if db.read_only:
+        raise StoreUnavailableError(
+            f"DuckDB file {db.label!r} has no cqrs_lab tables (or older ones) and is opened read_only, "
+            "so they cannot be created: open it once without read_only."
+        )
+    try:
+        with _transaction(conn):
+            for statement in _DUCKDB_TABLES:
+                conn.execute(statement)
+            conn.execute(_sql_for(_sql.STAMP_SCHEMA_VERSION), [_sql.SCHEMA_VERSION])
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"cannot create the cqrs_lab tables in DuckDB file {db.label!r} ({exc}). Is it a "
+            "database of another application? Give cqrs_lab a file of its own."
+        ) from exc
+
+
+class _DuckDBStore:
+    """What both DuckDB stores share: the database handle, ``sql()`` and ``close()``."""
+
+    _db: _Database
+
+    @property
+    def path(self) -> str:
+        """The database file (or ``":memory:"``)."""
+        return self._db.label
+
+    @property
+    def read_only(self) -> bool:
+        return self._db.read_only
+
+    @contextmanager
+    def _locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The shared connection, for one thread at a time; DuckDB errors become store errors."""
+        with self._db.lock:
+            if self._db.closed:
+                raise StoreError(f"the DuckDB store on {self._db.label!r} is closed; open a new one")
+            try:
+                yield self._db.conn
+            except duckdb.Error as exc:
+                raise StoreError(f"DuckDB failed on {self._db.label!r}: {exc}") from exc
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the database (usable from any thread), in UTC."""
+        with self._locked() as conn:
+            cursor = conn.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def _writable(self, what: str) -> None:
+        if self._db.read_only:
+            raise StoreError(
+                f"cannot {what}: DuckDB file {self._db.label!r} was opened with read_only=True. "
+                "Open it without read_only to write (one process at a time)."
+            )
+
+    def sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> duckdb.DuckDBPyRelation:
+        """Run SQL on the database; use ``.df()``, ``.arrow()`` or ``.pl()`` on the result.
+
+        ``events_view`` is the documented view of the log (``payload->>'amount'``
+        reads a payload field); ``queries`` holds the views as JSON. The relation
+        uses its own cursor, so it may be evaluated in any thread.
+        """
+        cursor = self._cursor()
+        try:
+            return cursor.sql(query, params=params)
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB could not run the query ({exc}). The log is in events_view.") from exc
+
+    def close(self) -> None:
+        """Release this store; the database closes when its last store does. Idempotent."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            _release(self._db)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBEventStore(_DuckDBStore, RecordEventStore):
+    """Event store in a DuckDB file (or ``":memory:"``), queryable with SQL via ``sql()``.
+
+    A second process opening a file this one writes gets ``StoreLockedError``;
+    ``read_only=True`` opens a file no process writes, for analysis.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = MEMORY,
+        *,
+        read_only: bool = False,
+        codec: EventCodec | None = None,
+    ) -> None:
+        RecordEventStore.__init__(self, codec)
+        self._db = _open(path, read_only)
+        self._closed = False
+
+    # -- hooks ------------------------------------------------------------
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
+        with self._locked() as conn:
+            rows = conn.execute(_LOAD_STREAM, [aggregate_type, aggregate_id, after_sequence]).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        with self._locked() as conn:
+            rows = conn.execute(_READ_ALL, [after_position, limit]).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None:
+        with self._locked() as conn:
+            row = conn.execute(_LOAD_SNAPSHOT, [aggregate_type, aggregate_id]).fetchone()
+        return None if row is None else StoredSnapshot(*row)
+
+    def _head(self, conn: duckdb.DuckDBPyConnection) -> int:
+        if self._db.head is None:
+            row = conn.execute(_MAX_POSITION).fetchone()
+            self._db.head = int(row[0]) if row else 0
+        return self._db.head
+
+    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+        self._writable("commit events")
+        statement = _insert_events(len(records))
+        with self._locked() as conn:
+            # Positions come from the head this process keeps (writers are serialized
+            # by the lock). If something wrote around it (raw SQL), the position key
+            # collides: re-read the head once and try again before calling it a race.
+            retried = False
+            while True:
+                head = self._head(conn)
+                params: list[Any] = []
+                for position, r in enumerate(records, start=head + 1):
+                    params += (position, r.aggregate_type, r.aggregate_id, r.sequence, r.event_type,
+                               r.event_version, r.payload, r.metadata, r.recorded_at, r.event_id)
+                try:
+                    if snapshot is None:
+                        conn.execute(statement, params)  # autocommit: one atomic statement
+                    else:
+                        with _transaction(conn):
+                            conn.execute(statement, params)
+                            conn.execute(_UPSERT_SNAPSHOT, [snapshot.aggregate_type, snapshot.aggregate_id,
+                                                            snapshot.version, snapshot.payload])
+                except _CONFLICTS as exc:
+                    self._db.head = None
+                    if not retried and self._head(conn) != head:
+                        retried = True
+                        continue
+                    first = records[0]
+                    row = conn.execute(_STREAM_VERSION, [first.aggregate_type, first.aggregate_id]).fetchone()
+                    raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
+                self._db.head = head + len(records)
+                return list(range(head + 1, head + len(records) + 1))
+
+    # -- bulk -------------------------------------------------------------
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table atomically (registered with DuckDB, one INSERT ... SELECT)."""
+        from cqrs_lab.stores.arrow import to_event_table
+
+        self._writable("import events")
+        table = to_event_table(data)
+        if table.num_rows == 0:
+            return 0
+        with self._locked() as conn:
+            conn.register(_IMPORT_VIEW, table)
+            try:
+                taken = conn.execute(_IMPORT_CONFLICT).fetchone()
+                if taken is not None:
+                    raise ConcurrencyError(
+                        f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
+                        "Nothing was imported; remove the events that are already stored."
+                    )
+                head = self._head(conn)
+                try:
+                    conn.execute(_IMPORT, [head])
+                except _CONFLICTS as exc:
+                    self._db.head = None
+                    raise ConcurrencyError(
+                        "cannot import: another writer stored some of these events first. "
+                        "Nothing was imported."
+                    ) from exc
+                except duckdb.ConversionException as exc:
+                    raise CorruptRecordError(
+                        f"cannot import: a payload or metadata value is not valid JSON ({exc}). "
+                        "Nothing was imported."
+                    ) from exc
+                self._db.head = head + table.num_rows
+            finally:
+                conn.unregister(_IMPORT_VIEW)
+        return int(table.num_rows)
+
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table (``event_arrow_schema()``)."""
+        from cqrs_lab.stores.arrow import to_event_table
+
+        cursor = self._cursor()
+        try:
+            table = cursor.sql(_EXPORT, params=[after_position]).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB failed to export {self._db.label!r}: {exc}") from exc
+        finally:
+            cursor.close()
+        return to_event_table(table)
+
+    def export_events(self, path: str | Path, format: str | None = None) -> int:
+        """Write the log to a file; Parquet is streamed out by DuckDB's ``COPY``."""
+        from cqrs_lab.stores.arrow import format_for
+
+        if format_for(path, format) != "parquet":
+            return super().export_events(path, format)
+        target = Path(path)
+        if not target.parent.is_dir():
+            raise ConfigurationError(
+                f"cannot write {str(target)!r}: folder {str(target.parent)!r} does not exist"
+            )
+        literal = str(target).replace("'", "''")
+        with self._locked() as conn:
+            row = conn.execute(f"COPY ({_EXPORT}) TO '{literal}' (FORMAT parquet)", [0]).fetchone()
+        return int(row[0]) if row else 0
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self._db.read_only else ""
+        return f"DuckDBEventStore({self._db.label!r}{mode})"
+
+
+class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
+    """Views and checkpoints in a DuckDB database.
+
+    Give it the ``DuckDBEventStore`` to share its database (needed for
+    ``":memory:"``), or a file path.
+    """
+
+    def __init__(
+        self, path_or_event_store: str | Path | DuckDBEventStore, *, read_only: bool = False
+    ) -> None:
+        if isinstance(path_or_event_store, DuckDBEventStore):
+            db = path_or_event_store._db
+            with _OPEN_LOCK:
+                if db.closed:
+                    raise StoreError(f"the DuckDB store on {db.label!r} is closed; open a new one")
+                db.users += 1
+            self._db = db
+        elif str(path_or_event_store) == MEMORY:
+            raise ConfigurationError(
+                "DuckDBQueryStore(':memory:') would be a database of its own: give it the "
+                "DuckDBEventStore whose in-memory database it should share"
+            )
+        else:
+            self._db = _open(path_or_event_store, read_only)
+        self._closed = False
+
+    def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
+        with self._locked() as conn:
+            row = conn.execute(_LOAD_QUERY, [query_type, view_id]).fetchone()
+        return None if row is None else StoredQuery(*row)
+
+    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+        self._writable("commit views")
+        new, old = _sql.query_batches(records)
+        with self._locked() as conn:
+            try:
+                with _transaction(conn):
+                    written: set[tuple[str, str]] = set()
+                    if old[0]:
+                        written.update(conn.execute(_UPDATE_QUERIES, old).fetchall())
+                    if new[0]:
+                        written.update(conn.execute(_INSERT_QUERIES, new).fetchall())
+                    if len(written) != len(records):
+                        raise ConcurrencyError(_sql.view_conflict_message(records, written))
+                    if checkpoint is not None:
+                        conn.execute(_SAVE_CHECKPOINT, list(checkpoint))
+            except _CONFLICTS as exc:
+                raise ConcurrencyError(
+                    "another writer updated some of these views at the same time; nothing of this "
+                    "batch was written. Reload the views and apply the events again."
+                ) from exc
+
+    def load_checkpoint(self, name: str) -> int:
+        with self._locked() as conn:
+            row = conn.execute(_LOAD_CHECKPOINT, [name]).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
+        self._writable("reset views")
+        with self._locked() as conn, _transaction(conn):
+            conn.execute(_DELETE_QUERIES, [list(query_types)])
+            if checkpoint is not None:
+                conn.execute(_DELETE_CHECKPOINT, [checkpoint])
+
+    def __repr__(self) -> str:
+        return f"DuckDBQueryStore({self._db.label!r})"

@@ -1,0 +1,566 @@
+"""PostgreSQL stores: for many processes (and machines) sharing one event log.
+
+psycopg 3 with a ``psycopg_pool.ConnectionPool``; the DSN comes from the
+constructor or ``CQRS_LAB_POSTGRES_DSN``. All tables live in one schema
+(``cqrs_lab`` by default), created on first use. Payloads are JSONB, read back
+as text so they decode exactly as they were written (Decimal as JSON text,
+never through a float).
+
+Global order. ``position`` is the order in which commits become visible, and a
+reader tailing it (``read_all(after_position=last_seen)``) must never skip an
+event that a concurrent transaction commits later. With a plain sequence that
+could happen: transaction A takes position 7, B takes 8 and commits first, a
+reader sees 8, moves its checkpoint past 7, and A's event is lost to it. Here
+every commit (and import) is ONE statement that first updates the single row of
+``log_head`` and takes its positions from it::
+
+    WITH head AS (UPDATE log_head SET position = position + n RETURNING ...)
+    INSERT INTO events SELECT head.base + ordinality, ... FROM head, unnest(...)
+
+The row lock on ``log_head`` is held until the transaction ends, and PostgreSQL
+makes a commit visible before it releases the transaction's locks. So the next
+writer gets its positions only after the previous one is visible (READ
+COMMITTED re-reads the updated row after waiting for it): positions become
+visible strictly in order, without gaps, and a failed commit gives its
+positions back. The price is that commits to one schema are serialized, for
+the few milliseconds of the insert — the same trade-off as a table lock, at
+row granularity, in the same round trip as the insert. ``GREATEST(position,
+max(events.position))`` keeps the head right even if rows were inserted around
+it with plain SQL.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from cqrs_lab.codec import EventCodec, StoredEvent
+from cqrs_lab.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecordError,
+    CqrsLabError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from cqrs_lab.stores import _sql
+from cqrs_lab.stores.base import (
+    EVENT_COLUMNS,
+    RecordEventStore,
+    RecordQueryStore,
+    StoredQuery,
+    StoredSnapshot,
+    validate_identifier,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
+
+DSN_ENV = "CQRS_LAB_POSTGRES_DSN"
+DEFAULT_SCHEMA = "cqrs_lab"
+_IMPORT_TABLE = "_cqrs_lab_import"
+_EXPORT_BATCH = 10_000
+
+# PostgreSQL only: the log head, and commits that take their positions from it.
+_HEAD_TABLES = (
+    """CREATE TABLE IF NOT EXISTS {schema}.log_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        position BIGINT NOT NULL
+    )""",
+    "INSERT INTO {schema}.log_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+)
+_TAKE_POSITIONS = """
+    WITH head AS (
+        UPDATE {schema}.log_head
+        SET position = GREATEST(position, (SELECT coalesce(max(position), 0) FROM {schema}.events)) + ?
+        RETURNING position - ? AS base
+    )"""
+_EVENT_INSERT_COLUMNS = (
+    "position, aggregate_type, aggregate_id, sequence, event_type, event_version,"
+    " payload, metadata, recorded_at, event_id"
+)
+_INSERT_EVENTS = f"""{_TAKE_POSITIONS}
+    INSERT INTO {{schema}}.events ({_EVENT_INSERT_COLUMNS})
+    SELECT head.base + e.n, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
+           e.payload::JSONB, e.metadata::JSONB, e.recorded_at, e.event_id
+    FROM head, unnest(?::TEXT[], ?::TEXT[], ?::BIGINT[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::TEXT[],
+                      ?::TIMESTAMPTZ[], ?::TEXT[])
+        WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, recorded_at, event_id, n)
+    RETURNING position"""
+_CREATE_IMPORT_TABLE = f"""
+    CREATE TEMPORARY TABLE {_IMPORT_TABLE} (
+        position BIGINT, aggregate_type TEXT, aggregate_id TEXT, sequence BIGINT, event_type TEXT,
+        event_version TEXT, payload TEXT, metadata TEXT, recorded_at TIMESTAMPTZ, event_id TEXT
+    ) ON COMMIT DROP"""
+_COPY_IMPORT = f"COPY {_IMPORT_TABLE} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_IMPORT = f"""{_TAKE_POSITIONS}
+    INSERT INTO {{schema}}.events ({_EVENT_INSERT_COLUMNS})
+    SELECT head.base + row_number() OVER (ORDER BY i.position), i.aggregate_type, i.aggregate_id,
+           i.sequence, i.event_type, i.event_version, i.payload::JSONB, i.metadata::JSONB,
+           i.recorded_at, i.event_id
+    FROM head, {_IMPORT_TABLE} AS i"""
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """Every statement of one schema, rendered once."""
+
+    schema: str
+    create: tuple[str, ...]
+    table_exists: str
+    schema_version: str
+    stamp: str
+    migration_lock: str
+    load_stream: str
+    read_all: str
+    stream_version: str
+    insert_events: str
+    export: str
+    create_import: str
+    copy_import: str
+    import_conflict: str
+    import_events: str
+    load_snapshot: str
+    upsert_snapshot: str
+    load_query: str
+    update_queries: str
+    insert_queries: str
+    delete_queries: str
+    load_checkpoint: str
+    save_checkpoint: str
+    delete_checkpoint: str
+
+
+@lru_cache(maxsize=32)
+def _statements(schema: str) -> _Statements:
+    quoted = sql.Identifier(schema).as_string()
+
+    def r(template: str) -> str:
+        return _sql.render(template, schema=quoted, json="JSONB", placeholder="%s")
+
+    return _Statements(
+        schema=schema,
+        create=(
+            f"CREATE SCHEMA IF NOT EXISTS {quoted}",
+            *(r(t) for t in _sql.CREATE_TABLES),
+            *(r(t) for t in _HEAD_TABLES),
+        ),
+        table_exists=r(_sql.TABLE_EXISTS),
+        schema_version=r(_sql.LOAD_SCHEMA_VERSION),
+        stamp=r(_sql.STAMP_SCHEMA_VERSION),
+        migration_lock=r(_MIGRATION_LOCK),
+        load_stream=r(_sql.LOAD_STREAM),
+        read_all=r(_sql.READ_ALL),
+        stream_version=r(_sql.STREAM_VERSION),
+        insert_events=r(_INSERT_EVENTS),
+        export=r(_sql.EXPORT),
+        create_import=r(_CREATE_IMPORT_TABLE),
+        copy_import=r(_COPY_IMPORT),
+        import_conflict=r(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_TABLE)),
+        import_events=r(_IMPORT),
+        load_snapshot=r(_sql.LOAD_SNAPSHOT),
+        upsert_snapshot=r(_sql.UPSERT_SNAPSHOT),
+        load_query=r(_sql.LOAD_QUERY),
+        update_queries=r(_sql.UPDATE_QUERIES),
+        insert_queries=r(_sql.INSERT_QUERIES),
+        delete_queries=r(_sql.DELETE_QUERIES),
+        load_checkpoint=r(_sql.LOAD_CHECKPOINT),
+        save_checkpoint=r(_sql.SAVE_CHECKPOINT),
+        delete_checkpoint=r(_sql.DELETE_CHECKPOINT),
+    )
+
+
+def _resolve_dsn(dsn: str | None) -> str:
+    value = dsn if dsn is not None else os.environ.get(DSN_ENV)
+    if not value:
+        raise ConfigurationError(
+            f"no PostgreSQL DSN: pass dsn='postgresql://user:password@host:5432/dbname' or set "
+            f"the {DSN_ENV} environment variable"
+        )
+    return value
+
+
+def _describe(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+    shown = [f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k)]
+    return " ".join(shown) or "the default server"
+
+
+class _Pool:
+    """A connection pool shared by the stores of one database; closed with its last user."""
+
+    def __init__(self, dsn: str, pool_size: int, connect_timeout: float) -> None:
+        if pool_size < 1:
+            raise ConfigurationError(f"pool_size must be 1 or more, not {pool_size}")
+        if connect_timeout <= 0:
+            raise ConfigurationError(f"connect_timeout must be positive, not {connect_timeout}")
+        self.label = _describe(dsn)
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.users = 1
+        self.lock = threading.Lock()
+        # One direct connection first: it fails fast with the server's own reason
+        # (refused, unknown database, bad password) instead of a pool timeout.
+        with self.connect():
+            pass
+        self.pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": self._timeout_seconds()},
+            open=False,
+            timeout=max(30.0, connect_timeout),
+            name=f"cqrs_lab {self.label}",
+        )
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise StoreUnavailableError(
+                f"no PostgreSQL connection to {self.label} within {connect_timeout}s. "
+                "Check that the server is running and reachable."
+            ) from exc
+
+    def _timeout_seconds(self) -> int:
+        return max(1, math.ceil(self.connect_timeout))
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection outside the pool (autocommit)."""
+        try:
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout_seconds())
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL ({self.label}): {str(exc).strip()}. Check the DSN "
+                f"(argument or {DSN_ENV}) and that the server is running."
+            ) from exc
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+
+    def acquire(self) -> _Pool:
+        with self.lock:
+            if self.users == 0:
+                raise StoreError(f"the PostgreSQL store on {self.label} is closed; open a new one")
+            self.users += 1
+        return self
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                self.pool.close()
+
+
+def _prepare(pool: _Pool, q: _Statements) -> None:
+    """Create the schema's tables on first use, or check its version stamp."""
+    with pool.connect() as conn:
+        try:
+            if _stamped(conn, q) == _sql.SCHEMA_VERSION:
+                return
+            with conn.transaction():
+                conn.execute(q.migration_lock, [q.schema])  # one process creates, the others wait
+                if _stamped(conn, q) == _sql.SCHEMA_VERSION:
+                    return
+                for statement in q.create:
+                    conn.execute(statement)
+                conn.execute(q.stamp, [_sql.SCHEMA_VERSION])
+        except CqrsLabError:
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({pool.label}): "
+                f"{str(exc).strip()}. The user needs CREATE rights on the database, or an "
+                "administrator creates the schema once."
+            ) from exc
+
+
+def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
+    row = conn.execute(q.table_exists, [q.schema]).fetchone()
+    if not row or not row[0]:
+        return None
+    version = conn.execute(q.schema_version).fetchone()
+    stamped = None if version is None else version[0]
+    if stamped is not None and stamped > _sql.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"schema {q.schema!r} was written by a newer cqrs_lab (schema version {stamped}; this "
+            f"one knows up to {_sql.SCHEMA_VERSION}). Upgrade cqrs_lab, or use another schema."
+        )
+    return None if stamped is None else int(stamped)
+
+
+class _PostgresStore:
+    """What both PostgreSQL stores share: the pool, error mapping and ``close()``."""
+
+    _pool: _Pool
+    _q: _Statements
+    _closed: bool
+
+    @property
+    def schema(self) -> str:
+        return self._q.schema
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; driver errors become cqrs_lab errors saying what failed."""
+        try:
+            with self._pool.pool.connection() as conn:
+                yield conn
+        except CqrsLabError:
+            raise
+        except PoolClosed as exc:
+            raise StoreError(f"the PostgreSQL store on {self._pool.label} is closed; open a new one") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailableError(
+                f"no PostgreSQL connection to {self._pool.label} became free or could be opened "
+                f"to {what}. Check that the server is up, or raise pool_size."
+            ) from exc
+        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+            raise ConcurrencyError(
+                f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
+                f"({str(exc).strip()}); nothing was written. Retry."
+            ) from exc
+        except pg_errors.UntranslatableCharacter as exc:
+            raise StoreError(
+                f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
+                "NUL character (\\u0000) in strings; remove it from the event or view."
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"lost the PostgreSQL connection ({self._pool.label}) trying to {what}: "
+                f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL failed to {what} ({self._pool.label}): {str(exc).strip()}") from exc
+
+    def close(self) -> None:
+        """Release this store; the pool closes when its last store does. Idempotent."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            self._pool.release()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresEventStore(_PostgresStore, RecordEventStore):
+    """Event store in a PostgreSQL schema, shared safely by many processes.
+
+    ``dsn`` defaults to ``$CQRS_LAB_POSTGRES_DSN``. A wrong DSN or a server that
+    is down raises ``StoreUnavailableError`` within ``connect_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        codec: EventCodec | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        RecordEventStore.__init__(self, codec)
+        self._q = _statements(validate_identifier(schema))
+        self._pool = _Pool(_resolve_dsn(dsn), pool_size, connect_timeout)
+        try:
+            _prepare(self._pool, self._q)
+        except BaseException:
+            self._pool.release()
+            raise
+        self._closed = False
+
+    # -- hooks ------------------------------------------------------------
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
+        with self._connection("load events") as conn:
+            cursor = conn.execute(self._q.load_stream, [aggregate_type, aggregate_id, after_sequence])
+            rows = cursor.fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        with self._connection("read the event log") as conn:
+            rows = conn.execute(self._q.read_all, [after_position, limit]).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None:
+        with self._connection("load a snapshot") as conn:
+            row = conn.execute(self._q.load_snapshot, [aggregate_type, aggregate_id]).fetchone()
+        return None if row is None else StoredSnapshot(*row)
+
+    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+        n = len(records)
+        params = [
+            n,
+            n,
+            [r.aggregate_type for r in records],
+            [r.aggregate_id for r in records],
+            [r.sequence for r in records],
+            [r.event_type for r in records],
+            [r.event_version for r in records],
+            [r.payload for r in records],
+            [r.metadata for r in records],
+            [r.recorded_at for r in records],
+            [str(r.event_id) for r in records],
+        ]
+        with self._connection("commit events") as conn:
+            try:
+                if snapshot is None:
+                    # One statement in autocommit mode: its own transaction, one round trip.
+                    rows = conn.execute(self._q.insert_events, params).fetchall()
+                else:
+                    with conn.transaction():
+                        rows = conn.execute(self._q.insert_events, params).fetchall()
+                        conn.execute(self._q.upsert_snapshot, [snapshot.aggregate_type, snapshot.aggregate_id,
+                                                               snapshot.version, snapshot.payload])
+            except pg_errors.UniqueViolation as exc:
+                first = records[0]
+                key = [first.aggregate_type, first.aggregate_id]
+                row = conn.execute(self._q.stream_version, key).fetchone()
+                raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
+        return sorted(int(row[0]) for row in rows)
+
+    # -- bulk -------------------------------------------------------------
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table atomically: COPY into a temporary table, then one INSERT ... SELECT."""
+        from cqrs_lab.stores.arrow import to_event_table
+
+        table = to_event_table(data)
+        n = table.num_rows
+        if n == 0:
+            return 0
+        columns = [table.column(name).to_pylist() for name in EVENT_COLUMNS]
+        with self._connection("import events") as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(self._q.create_import)
+                    with conn.cursor() as cursor, cursor.copy(self._q.copy_import) as copy:
+                        for row in zip(*columns, strict=True):
+                            copy.write_row(row)
+                    taken = conn.execute(self._q.import_conflict).fetchone()
+                    if taken is not None:
+                        raise ConcurrencyError(
+                            f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
+                            "Nothing was imported; remove the events that are already stored."
+                        )
+                    conn.execute(self._q.import_events, [n, n])
+            except pg_errors.UniqueViolation as exc:
+                raise ConcurrencyError(
+                    "cannot import: another writer stored some of these events first. Nothing was imported."
+                ) from exc
+            except (pg_errors.InvalidTextRepresentation, pg_errors.InvalidParameterValue) as exc:
+                raise CorruptRecordError(
+                    f"cannot import: a payload or metadata value is not valid JSON ({str(exc).strip()}). "
+                    "Nothing was imported."
+                ) from exc
+        return int(n)
+
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table, fetched in batches."""
+        import pyarrow as pa
+
+        from cqrs_lab.stores.arrow import event_arrow_schema
+
+        schema = event_arrow_schema()
+        batches = []
+        with self._connection("export events") as conn, conn.transaction():
+            cursor = conn.cursor("cqrs_lab_export")
+            cursor.execute(self._q.export, [after_position])
+            while rows := cursor.fetchmany(_EXPORT_BATCH):
+                columns = zip(*rows, strict=True)
+                arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+                batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            cursor.close()
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self._pool.label!r}, schema={self.schema!r})"
+
+
+class PostgresQueryStore(_PostgresStore, RecordQueryStore):
+    """Views and checkpoints in a PostgreSQL schema.
+
+    Give it the ``PostgresEventStore`` to share its pool (and, by default, its
+    schema), or a DSN (``None`` reads ``$CQRS_LAB_POSTGRES_DSN``).
+    """
+
+    def __init__(
+        self,
+        dsn_or_event_store: str | PostgresEventStore | None = None,
+        *,
+        schema: str | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if isinstance(dsn_or_event_store, PostgresEventStore):
+            self._pool = dsn_or_event_store._pool.acquire()
+            name = schema if schema is not None else dsn_or_event_store.schema
+        else:
+            self._pool = _Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout)
+            name = schema if schema is not None else DEFAULT_SCHEMA
+        try:
+            self._q = _statements(validate_identifier(name))
+            _prepare(self._pool, self._q)
+        except BaseException:
+            self._pool.release()
+            raise
+        self._closed = False
+
+    def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
+        with self._connection("load a view") as conn:
+            row = conn.execute(self._q.load_query, [query_type, view_id]).fetchone()
+        return None if row is None else StoredQuery(*row)
+
+    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+        new, old = _sql.query_batches(records)
+        with self._connection("commit views") as conn:
+            try:
+                with conn.transaction():
+                    written: set[tuple[str, str]] = set()
+                    if old[0]:
+                        written.update(conn.execute(self._q.update_queries, old).fetchall())
+                    if new[0]:
+                        written.update(conn.execute(self._q.insert_queries, new).fetchall())
+                    if len(written) != len(records):
+                        raise ConcurrencyError(_sql.view_conflict_message(records, written))
+                    if checkpoint is not None:
+                        conn.execute(self._q.save_checkpoint, list(checkpoint))
+            except pg_errors.UniqueViolation as exc:
+                raise ConcurrencyError(
+                    "another writer created some of these views at the same time; nothing of this "
+                    "batch was written. Reload the views and apply the events again."
+                ) from exc
+
+    def load_checkpoint(self, name: str) -> int:
+        with self._connection("load a checkpoint") as conn:
+            row = conn.execute(self._q.load_checkpoint, [name]).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
+        with self._connection("reset views") as conn, conn.transaction():
+            conn.execute(self._q.delete_queries, [list(query_types)])
+            if checkpoint is not None:
+                conn.execute(self._q.delete_checkpoint, [checkpoint])
+
+    def __repr__(self) -> str:
+        return f"PostgresQueryStore({self._pool.label!r}, schema={self.schema!r})"
