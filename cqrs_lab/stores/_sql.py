@@ -23,7 +23,9 @@ __all__ = [
     "CREATE_TABLES",
     "SCHEMA_VERSION",
     "conflict_message",
+    "query_batches",
     "render",
+    "view_conflict_message",
 ]
 
 SCHEMA_VERSION = 1
@@ -193,12 +195,17 @@ def view_conflict_message(records: Sequence[StoredQuery], written: set[tuple[str
 def conflict_message(records: Sequence[StoredEvent], stored_version: int) -> str:
     """Why a commit was refused: the stream already has events at these sequences."""
     first = records[0]
-    sequences = sorted(r.sequence for r in records if (r.aggregate_type, r.aggregate_id)
-                       == (first.aggregate_type, first.aggregate_id))
+    stream = (first.aggregate_type, first.aggregate_id)
+    sequences = sorted(r.sequence for r in records if (r.aggregate_type, r.aggregate_id) == stream)
+    name = f"{first.aggregate_type}/{first.aggregate_id}"
+    if stored_version < sequences[0] and len(set(sequences)) < len(sequences):
+        return (
+            f"{name}: this commit writes the same sequence twice ({sequences}); nothing was "
+            "stored. Give each event of a stream its own sequence."
+        )
+    span = f"{sequences[0]}..{sequences[-1]}" if len(sequences) > 1 else str(sequences[0])
     return (
-        f"{first.aggregate_type}/{first.aggregate_id} is at sequence {stored_version}, but this "
-        f"commit writes sequence {sequences[0]}"
-        + (f"..{sequences[-1]}" if len(sequences) > 1 else "")
-        + ": another writer committed first, and nothing of this commit was stored. Reload the "
+        f"{name} is at sequence {stored_version}, but this commit writes sequence {span}: "
+        "another writer committed first, and nothing of this commit was stored. Reload the "
         "aggregate and retry the command (CqrsFramework(retries=N) does this)."
     )

@@ -176,6 +176,12 @@ def _release(db: _Database) -> None:
             db.conn.close()
 
 
+def _first(conn: duckdb.DuckDBPyConnection, statement: str, params: Sequence[Any] | None = None) -> Any:
+    """The first row (or None), fetching the whole result: DuckDB wants results finished."""
+    rows = conn.execute(statement, params).fetchall()
+    return rows[0] if rows else None
+
+
 @contextmanager
 def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """BEGIN ... COMMIT, rolled back on any exception (a failed COMMIT already is)."""
@@ -193,8 +199,8 @@ def _prepare(db: _Database) -> None:
     """Create the tables on first use, or check the version stamp of an existing database."""
     conn = db.conn
     conn.execute("SET TimeZone = 'UTC'")
-    exists = conn.execute(_sql.TABLE_EXISTS, ["main"]).fetchone()
-    version = conn.execute(_sql_for(_sql.LOAD_SCHEMA_VERSION)).fetchone() if exists and exists[0] else None
+    exists = _first(conn, _sql.TABLE_EXISTS, ["main"])
+    version = _first(conn, _sql_for(_sql.LOAD_SCHEMA_VERSION)) if exists and exists[0] else None
     stamped = None if version is None else version[0]
     if stamped is not None and stamped > _sql.SCHEMA_VERSION:
         raise SchemaVersionError(
@@ -318,12 +324,12 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None:
         with self._locked() as conn:
-            row = conn.execute(_LOAD_SNAPSHOT, [aggregate_type, aggregate_id]).fetchone()
+            row = _first(conn, _LOAD_SNAPSHOT, [aggregate_type, aggregate_id])
         return None if row is None else StoredSnapshot(*row)
 
     def _head(self, conn: duckdb.DuckDBPyConnection) -> int:
         if self._db.head is None:
-            row = conn.execute(_MAX_POSITION).fetchone()
+            row = _first(conn, _MAX_POSITION)
             self._db.head = int(row[0]) if row else 0
         return self._db.head
 
@@ -355,7 +361,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                         retried = True
                         continue
                     first = records[0]
-                    row = conn.execute(_STREAM_VERSION, [first.aggregate_type, first.aggregate_id]).fetchone()
+                    row = _first(conn, _STREAM_VERSION, [first.aggregate_type, first.aggregate_id])
                     raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
                 self._db.head = head + len(records)
                 return list(range(head + 1, head + len(records) + 1))
@@ -372,7 +378,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
         with self._locked() as conn:
             conn.register(_IMPORT_VIEW, table)
             try:
-                taken = conn.execute(_IMPORT_CONFLICT).fetchone()
+                taken = _first(conn, _IMPORT_CONFLICT)
                 if taken is not None:
                     raise ConcurrencyError(
                         f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
@@ -423,7 +429,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             )
         literal = str(target).replace("'", "''")
         with self._locked() as conn:
-            row = conn.execute(f"COPY ({_EXPORT}) TO '{literal}' (FORMAT parquet)", [0]).fetchone()
+            row = _first(conn, f"COPY ({_EXPORT}) TO '{literal}' (FORMAT parquet)", [0])
         return int(row[0]) if row else 0
 
     def __repr__(self) -> str:
@@ -459,7 +465,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
 
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
         with self._locked() as conn:
-            row = conn.execute(_LOAD_QUERY, [query_type, view_id]).fetchone()
+            row = _first(conn, _LOAD_QUERY, [query_type, view_id])
         return None if row is None else StoredQuery(*row)
 
     def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
@@ -485,7 +491,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
 
     def load_checkpoint(self, name: str) -> int:
         with self._locked() as conn:
-            row = conn.execute(_LOAD_CHECKPOINT, [name]).fetchone()
+            row = _first(conn, _LOAD_CHECKPOINT, [name])
         return 0 if row is None else int(row[0])
 
     def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:

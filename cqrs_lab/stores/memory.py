@@ -64,7 +64,10 @@ class MemoryEventStore(RecordEventStore):
                 )
                 positions.append(stored.position)
             if snapshot is not None:
-                self._snapshots[(snapshot.aggregate_type, snapshot.aggregate_id)] = snapshot
+                key = (snapshot.aggregate_type, snapshot.aggregate_id)
+                current = self._snapshots.get(key)
+                if current is None or current.version < snapshot.version:
+                    self._snapshots[key] = snapshot
             return positions
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:

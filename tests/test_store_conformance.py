@@ -1,0 +1,682 @@
+"""The store contract, tested once and run on every backend: memory, DuckDB (a real
+file) and PostgreSQL (a real server), through the ``backend`` fixture."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from cqrs_lab import (
+    Aggregate,
+    Command,
+    ConcurrencyError,
+    CorruptRecordError,
+    CqrsFramework,
+    Event,
+    EventEnvelope,
+    MemoryEventStore,
+    Query,
+    QueryContext,
+    UnknownEventTypeError,
+)
+from cqrs_lab.codec import StoredEvent
+from cqrs_lab.stores.base import StoredSnapshot
+from tests.conftest import Backend
+
+# -- a small domain under test-only names --------------------------------------
+TALLY = "conformance.Tally"
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Deposited(Event):
+    event_type = "conformance.Deposited"
+    amount: Decimal
+
+
+class Noted(Event):
+    event_type = "conformance.Noted"
+    text: str
+
+
+class Colour(StrEnum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    sku: str
+    quantity: int
+    price: Decimal
+
+
+class Rich(Event):
+    """Every kind of field that must come back exactly."""
+
+    event_type = "conformance.Rich"
+    amount: Decimal
+    at: AwareDatetime
+    ref: UUID
+    colour: Colour
+    items: list[Item]
+    nested: dict[str, list[int]]
+    ratio: float
+    big: int
+    maybe: int | None
+
+
+class Deposit(Command):
+    amount: Decimal
+
+
+class Tally(Aggregate):
+    aggregate_type = TALLY
+    total: Decimal = Decimal("0")
+
+    def handle(self, command: Command) -> list[Event]:
+        assert isinstance(command, Deposit)
+        return [Deposited(amount=command.amount)]
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, Deposited):
+            self.total += event.amount
+
+
+class TallyView(Query):
+    query_type = "conformance.TallyView"
+    total: Decimal = Decimal("0")
+    label: str = ""
+    seen: list[int] = Field(default_factory=list)
+
+    def update(self, envelope: EventEnvelope) -> None:
+        if isinstance(envelope.payload, Deposited):
+            self.total += envelope.payload.amount
+        self.seen.append(envelope.sequence)
+
+
+class OtherView(Query):
+    query_type = "conformance.OtherView"
+    count: int = 0
+
+    def update(self, envelope: EventEnvelope) -> None:
+        self.count += 1
+
+
+def env(
+    aggregate_id: str,
+    sequence: int,
+    event: Event | None = None,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> EventEnvelope:
+    return EventEnvelope(
+        aggregate_type=TALLY,
+        aggregate_id=aggregate_id,
+        sequence=sequence,
+        payload=event if event is not None else Deposited(amount=Decimal(sequence)),
+        metadata=metadata if metadata is not None else {"command_id": f"c-{aggregate_id}-{sequence}"},
+        recorded_at=T0 + timedelta(seconds=sequence),
+        event_id=f"{aggregate_id}-{sequence}",
+    )
+
+
+def insert_raw_event(
+    backend: Backend,
+    store: Any,
+    *,
+    aggregate_id: str,
+    sequence: int,
+    event_type: str,
+    payload: str,
+    metadata: str = "{}",
+) -> None:
+    """Put a row in the events table behind the store's back, as raw SQL would."""
+    values = [TALLY, aggregate_id, sequence, event_type, "1.0", payload, metadata, T0, f"raw-{sequence}"]
+    if backend.name == "memory":
+        store._append_records([StoredEvent(*values)], None)
+    elif backend.name == "duckdb":
+        store.sql(
+            "INSERT INTO events SELECT coalesce(max(position), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM events",
+            params=values,
+        )
+    else:
+        import psycopg
+        from psycopg import sql
+
+        statement = sql.SQL(
+            "INSERT INTO {s}.events SELECT coalesce(max(position), 0) + 1, %s, %s, %s, %s, %s,"
+            " %s::jsonb, %s::jsonb, %s, %s FROM {s}.events"
+        ).format(s=sql.Identifier(backend.schema or ""))
+        with psycopg.connect(backend.dsn or "", autocommit=True) as conn:
+            conn.execute(statement, values)
+
+
+# -- events ------------------------------------------------------------------
+def test_committed_events_load_back_equal_and_in_sequence_order(backend: Backend) -> None:
+    store = backend.event_store()
+    committed = store.commit([env("a", 1), env("a", 2), env("a", 3)])
+    assert [e.position for e in committed] == [1, 2, 3]
+    assert store.load_events(TALLY, "a") == committed
+    assert store.load_events(TALLY, "a", after_sequence=2) == committed[2:]
+    assert store.load_events(TALLY, "nobody") == []
+    assert store.commit([]) == []
+
+
+def test_streams_are_kept_apart_by_aggregate_type_and_id(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1)])
+    store.commit([env("b", 1), env("b", 2)])
+    other = EventEnvelope(
+        aggregate_type="conformance.Other",
+        aggregate_id="a",
+        sequence=1,
+        payload=Noted(text="x"),
+        recorded_at=T0,
+        event_id="o1",
+    )
+    store.commit([other])
+    assert [e.sequence for e in store.load_events(TALLY, "a")] == [1]
+    assert [e.sequence for e in store.load_events(TALLY, "b")] == [1, 2]
+    assert [e.payload for e in store.load_events("conformance.Other", "a")] == [Noted(text="x")]
+
+
+def test_stale_writer_gets_concurrency_error_and_nothing_of_it_is_stored(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1), env("a", 2)])
+    with pytest.raises(ConcurrencyError, match=r"conformance\.Tally/a\b.*sequence 2") as caught:
+        store.commit([env("a", 2, Noted(text="stale")), env("a", 3, Noted(text="stale"))])
+    assert "retry" in str(caught.value)
+    assert [e.payload for e in store.load_events(TALLY, "a")] == [Deposited(amount=1), Deposited(amount=2)]
+    assert len(list(store.read_all())) == 2
+    assert store.commit([env("a", 3)])[0].position == 3
+
+
+def test_commit_whose_third_event_collides_stores_none_of_its_events(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("b", 1)])
+    store.commit([env("a", 1)])
+    batch = [env("b", 2), env("b", 3), env("b", 1, Noted(text="collides"))]
+    with pytest.raises(ConcurrencyError):
+        store.commit(batch)
+    assert [e.sequence for e in store.load_events(TALLY, "b")] == [1]
+    assert [e.position for e in store.read_all()] == [1, 2]
+    assert store.commit([env("b", 2)])[0].position == 3
+
+
+def test_commit_repeating_a_sequence_is_refused_whole(backend: Backend) -> None:
+    store = backend.event_store()
+    with pytest.raises(ConcurrencyError):
+        store.commit([env("a", 1), env("a", 1, Noted(text="again"))])
+    assert store.load_events(TALLY, "a") == []
+
+
+def test_read_all_yields_every_event_once_in_commit_order(backend: Backend) -> None:
+    store = backend.event_store()
+    committed: list[EventEnvelope] = []
+    for i in range(1, 6):
+        committed += store.commit([env("a", i)])
+        committed += store.commit([env("b", 2 * i - 1), env("b", 2 * i)])
+    everything = list(store.read_all())
+    assert everything == committed
+    assert [e.position for e in everything] == list(range(1, 16))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 1000])
+def test_read_all_after_position_crosses_batch_boundaries(backend: Backend, batch_size: int) -> None:
+    store = backend.event_store()
+    for i in range(1, 10):
+        store.commit([env("a", i)])
+    assert [e.position for e in store.read_all(batch_size=batch_size)] == list(range(1, 10))
+    assert [e.position for e in store.read_all(4, batch_size=batch_size)] == list(range(5, 10))
+    assert list(store.read_all(9, batch_size=batch_size)) == []
+    assert list(store.read_all(50, batch_size=batch_size)) == []
+
+
+def test_metadata_round_trips(backend: Backend) -> None:
+    store = backend.event_store()
+    metadata = {"command_id": "c1", "user": "Zoë ✓", "quote": 'say "hi" \\ bye', "empty": "", "z": "1"}
+    store.commit([env("a", 1, metadata=metadata)])
+    [loaded] = store.load_events(TALLY, "a")
+    assert dict(loaded.metadata) == metadata
+    assert loaded.event_id == "a-1"
+    assert loaded.recorded_at == T0 + timedelta(seconds=1)
+
+
+def test_recorded_at_in_any_timezone_comes_back_as_the_same_instant(backend: Backend) -> None:
+    store = backend.event_store()
+    at = datetime(2024, 7, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-7)))
+    store.commit([EventEnvelope(TALLY, "a", 1, Deposited(amount=Decimal(1)), recorded_at=at, event_id="e")])
+    [loaded] = store.load_events(TALLY, "a")
+    assert loaded.recorded_at == at
+    assert loaded.recorded_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Zoë, Ærøskøbing, İstanbul, Łódź",
+        "日本語のテキスト 中文 한국어",
+        "emoji 👩‍👩‍👧‍👦 🏳️‍🌈 and astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+        "right-to-left: שלום مرحبا",
+        "combining: e\u0301 vs é; zero-width\u200bjoin",
+        'quotes " and \' and \\ backslash \\u0041 and {"json": "inside"}',
+        "line\nbreaks\r\nand\ttabs",
+    ],
+)
+def test_unicode_payload_round_trips_exactly(backend: Backend, text: str) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1, Noted(text=text))])
+    [loaded] = store.load_events(TALLY, "a")
+    assert loaded.payload == Noted(text=text)
+    assert loaded.payload.text == text  # type: ignore[attr-defined]
+
+
+def test_one_megabyte_payload_round_trips(backend: Backend) -> None:
+    store = backend.event_store()
+    text = "".join(chr(0x20 + (i * 7919) % 0x5F) for i in range(1024 * 1024)) + "€"
+    store.commit([env("a", 1, Noted(text=text)), env("a", 2)])
+    loaded = store.load_events(TALLY, "a")
+    assert loaded[0].payload.text == text  # type: ignore[attr-defined]
+    assert [e.sequence for e in store.read_all()] == [1, 2]
+
+
+def test_decimal_datetime_uuid_enum_and_nested_fields_round_trip_exactly(backend: Backend) -> None:
+    store = backend.event_store()
+    event = Rich(
+        amount=Decimal("12345678901234567890.1234567890"),
+        at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        ref=UUID("12345678-1234-5678-1234-567812345678"),
+        colour=Colour.GREEN,
+        items=[
+            Item(sku="A-1", quantity=3, price=Decimal("0.10")),
+            Item(sku="ü", quantity=-1, price=Decimal("1E+3")),
+        ],
+        nested={"x": [1, 2, 3], "": []},
+        ratio=0.1,
+        big=2**70,
+        maybe=None,
+    )
+    small = Rich(
+        amount=Decimal("-0.00"),
+        at=T0,
+        ref=UUID(int=1),
+        colour=Colour.RED,
+        items=[],
+        nested={},
+        ratio=5e-324,
+        big=-(2**63),
+        maybe=0,
+    )
+    store.commit([env("a", 1, event), env("a", 2, small)])
+    loaded = [e.payload for e in store.load_events(TALLY, "a")]
+    assert loaded == [event, small]
+    first, second = loaded
+    assert isinstance(first, Rich) and isinstance(second, Rich)
+    assert str(first.amount) == "12345678901234567890.1234567890"
+    assert str(first.items[0].price) == "0.10"
+    assert first.at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert str(second.amount) == "-0.00"
+    assert second.ratio == 5e-324
+
+
+def test_threads_sharing_a_store_never_lose_or_duplicate_events(backend: Backend) -> None:
+    store = backend.event_store()
+    framework = CqrsFramework(Tally, store, retries=200)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(16):
+                framework.execute(f"t{i % 2}", Deposit(amount=Decimal(worker * 100 + i)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    log = list(store.read_all())
+    assert [e.position for e in log] == list(range(1, 65))
+    for aggregate_id in ("t0", "t1"):
+        assert [e.sequence for e in store.load_events(TALLY, aggregate_id)] == list(range(1, 33))
+    expected = sum(Decimal(w * 100 + i) for w in range(4) for i in range(16))
+    assert framework.load("t0").total + framework.load("t1").total == expected
+
+
+# -- bad rows ----------------------------------------------------------------
+def test_unknown_event_type_row_gives_error_naming_aggregate_and_sequence(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("bad", 1)])
+    insert_raw_event(
+        backend, store, aggregate_id="bad", sequence=2, event_type="conformance.Vanished", payload='{"x": 1}'
+    )
+    with pytest.raises(UnknownEventTypeError) as caught:
+        store.load_events(TALLY, "bad")
+    message = str(caught.value)
+    assert "conformance.Tally/bad sequence 2" in message
+    assert "conformance.Vanished" in message
+    with pytest.raises(UnknownEventTypeError, match="sequence 2"):
+        list(store.read_all())
+    assert store.load_events(TALLY, "bad", after_sequence=2) == []
+    assert store.commit([env("bad", 3)])[0].sequence == 3
+
+
+def test_corrupt_payload_row_gives_corrupt_record_error_naming_aggregate_and_sequence(
+    backend: Backend,
+) -> None:
+    store = backend.event_store()
+    insert_raw_event(
+        backend,
+        store,
+        aggregate_id="bad",
+        sequence=1,
+        event_type="conformance.Deposited",
+        payload='{"amount": "not a number"}',
+    )
+    with pytest.raises(CorruptRecordError) as caught:
+        store.load_events(TALLY, "bad")
+    assert not isinstance(caught.value, UnknownEventTypeError)
+    assert "conformance.Tally/bad sequence 1" in str(caught.value)
+    assert "Deposited" in str(caught.value)
+
+
+def test_corrupt_metadata_row_gives_corrupt_record_error_naming_the_row(backend: Backend) -> None:
+    store = backend.event_store()
+    insert_raw_event(
+        backend,
+        store,
+        aggregate_id="bad",
+        sequence=1,
+        event_type="conformance.Noted",
+        payload='{"text": "ok"}',
+        metadata='["not", "an", "object"]',
+    )
+    with pytest.raises(CorruptRecordError, match=r"conformance\.Tally/bad sequence 1.*metadata"):
+        store.load_events(TALLY, "bad")
+
+
+def test_commit_after_a_row_written_around_the_store_takes_the_next_position(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1)])
+    insert_raw_event(
+        backend,
+        store,
+        aggregate_id="raw",
+        sequence=1,
+        event_type="conformance.Noted",
+        payload='{"text": "raw"}',
+    )
+    assert store.commit([env("a", 2)])[0].position == 3
+    assert [e.position for e in store.read_all()] == [1, 2, 3]
+
+
+# -- snapshots ---------------------------------------------------------------
+def test_snapshot_is_stored_with_the_commit_and_loads_back(backend: Backend) -> None:
+    store = backend.event_store()
+    assert store.load_snapshot(TALLY, "a") is None
+    state = Tally(total=Decimal("3.50")).model_dump_json()
+    store.commit([env("a", 1), env("a", 2)], snapshot=StoredSnapshot(TALLY, "a", 2, state))
+    snapshot = store.load_snapshot(TALLY, "a")
+    assert snapshot is not None
+    assert (snapshot.aggregate_type, snapshot.aggregate_id, snapshot.version) == (TALLY, "a", 2)
+    assert Tally.model_validate_json(snapshot.payload) == Tally(total=Decimal("3.50"))
+    assert store.load_snapshot(TALLY, "b") is None
+
+
+def test_newer_snapshot_replaces_older_and_older_never_replaces_newer(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit(
+        [env("a", 1)], snapshot=StoredSnapshot(TALLY, "a", 1, Tally(total=Decimal(1)).model_dump_json())
+    )
+    store.commit(
+        [env("a", 2)], snapshot=StoredSnapshot(TALLY, "a", 5, Tally(total=Decimal(5)).model_dump_json())
+    )
+    snapshot = store.load_snapshot(TALLY, "a")
+    assert snapshot is not None and snapshot.version == 5
+    store.commit(
+        [env("a", 3)], snapshot=StoredSnapshot(TALLY, "a", 3, Tally(total=Decimal(3)).model_dump_json())
+    )
+    snapshot = store.load_snapshot(TALLY, "a")
+    assert snapshot is not None and snapshot.version == 5
+
+
+def test_snapshot_of_a_refused_commit_is_not_stored(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1)])
+    with pytest.raises(ConcurrencyError):
+        store.commit([env("a", 1)], snapshot=StoredSnapshot(TALLY, "a", 1, Tally().model_dump_json()))
+    assert store.load_snapshot(TALLY, "a") is None
+
+
+# -- views and checkpoints ---------------------------------------------------
+def test_missing_view_loads_as_default_at_version_zero(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    context = queries.load(TallyView, "nobody")
+    assert (context.view_id, context.version, context.payload) == ("nobody", 0, TallyView())
+
+
+def test_view_commit_round_trips_and_counts_versions(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    view = TallyView(total=Decimal("10.10"), label="Zoë 日本 👩‍👩‍👧", seen=[1, 2])
+    stored = queries.commit(QueryContext("v1", 0, view))
+    assert stored.version == 1
+    loaded = queries.load(TallyView, "v1")
+    assert (loaded.version, loaded.payload) == (1, view)
+    assert str(loaded.payload.total) == "10.10"
+    loaded.payload.total += 1
+    assert queries.commit(loaded).version == 2
+    assert queries.load(TallyView, "v1").payload.total == Decimal("11.10")
+
+
+def test_stale_view_commit_gets_concurrency_error_and_keeps_the_stored_view(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    queries.commit(QueryContext("v1", 0, TallyView(label="first")))
+    first = queries.load(TallyView, "v1")
+    second = queries.load(TallyView, "v1")
+    first.payload.label = "winner"
+    queries.commit(first)
+    second.payload.label = "loser"
+    with pytest.raises(ConcurrencyError, match=r"conformance\.TallyView/v1"):
+        queries.commit(second)
+    with pytest.raises(ConcurrencyError):
+        queries.commit(QueryContext("v1", 0, TallyView(label="also stale")))
+    loaded = queries.load(TallyView, "v1")
+    assert (loaded.version, loaded.payload.label) == (2, "winner")
+
+
+def test_commit_batch_writes_views_and_checkpoint_together(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    assert queries.load_checkpoint("proj") == 0
+    queries.commit(QueryContext("old", 0, TallyView(label="old")))
+    old = queries.load(TallyView, "old")
+    old.payload.label = "old, updated"
+    queries.commit_batch(
+        [old, QueryContext("new", 0, TallyView(label="new")), QueryContext("o", 0, OtherView(count=2))],
+        checkpoint=("proj", 42),
+    )
+    assert queries.load_checkpoint("proj") == 42
+    assert queries.load(TallyView, "old").payload.label == "old, updated"
+    assert queries.load(TallyView, "new").version == 1
+    assert queries.load(OtherView, "o").payload.count == 2
+    queries.commit_batch([], checkpoint=("proj", 43))
+    assert queries.load_checkpoint("proj") == 43
+    assert queries.load_checkpoint("other") == 0
+
+
+def test_refused_commit_batch_writes_no_view_and_keeps_the_checkpoint(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    queries.commit_batch([QueryContext("taken", 0, TallyView(label="first"))], checkpoint=("proj", 5))
+    with pytest.raises(ConcurrencyError):
+        queries.commit_batch(
+            [
+                QueryContext("fresh", 0, TallyView(label="x")),
+                QueryContext("taken", 0, TallyView(label="stale")),
+            ],
+            checkpoint=("proj", 9),
+        )
+    assert queries.load(TallyView, "fresh").version == 0
+    assert queries.load(TallyView, "taken").payload.label == "first"
+    assert queries.load_checkpoint("proj") == 5
+
+
+def test_reset_deletes_views_of_the_given_types_and_the_checkpoint(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    queries.commit_batch(
+        [
+            QueryContext("a", 0, TallyView()),
+            QueryContext("b", 0, TallyView()),
+            QueryContext("a", 0, OtherView()),
+        ],
+        checkpoint=("proj", 7),
+    )
+    queries.commit_batch([], checkpoint=("keep", 3))
+    queries.reset([TallyView.query_type], checkpoint="proj")
+    assert queries.load(TallyView, "a").version == 0
+    assert queries.load(TallyView, "b").version == 0
+    assert queries.load(OtherView, "a").version == 1
+    assert queries.load_checkpoint("proj") == 0
+    assert queries.load_checkpoint("keep") == 3
+
+
+# -- import / export ---------------------------------------------------------
+def _fill(store: Any, prefix: str = "") -> list[EventEnvelope]:
+    """Four events of every awkward kind (quotes, commas, newlines, unicode, big numbers)."""
+    rich = Rich(
+        amount=Decimal("1.10"),
+        at=T0,
+        ref=UUID(int=7),
+        colour=Colour.RED,
+        items=[Item(sku="x", quantity=1, price=Decimal("2.50"))],
+        nested={"k": [1]},
+        ratio=1.5,
+        big=2**65,
+        maybe=None,
+    )
+    committed: list[EventEnvelope] = []
+    committed += store.commit(
+        [env(prefix + "a", 1), env(prefix + "a", 2, Noted(text='Zoë, 日本, "q", a,b\nc'))]
+    )
+    committed += store.commit(
+        [env(prefix + "b", 1, rich, metadata={"command_id": "c", "note": 'ü, "quoted"'})]
+    )
+    committed += store.commit([env(prefix + "a", 3)])
+    return committed
+
+
+def _essence(envelopes: list[EventEnvelope]) -> list[tuple[Any, ...]]:
+    return [
+        (e.aggregate_type, e.aggregate_id, e.sequence, e.payload, dict(e.metadata), e.recorded_at, e.event_id)
+        for e in envelopes
+    ]
+
+
+def test_arrow_export_and_import_round_trip(backend: Backend) -> None:
+    store = backend.event_store()
+    committed = _fill(store)
+    table = store.export_arrow()
+    assert table.schema.names == [
+        "position",
+        "aggregate_type",
+        "aggregate_id",
+        "sequence",
+        "event_type",
+        "event_version",
+        "payload",
+        "metadata",
+        "recorded_at",
+        "event_id",
+    ]
+    assert table.column("position").to_pylist() == [1, 2, 3, 4]
+    assert store.export_arrow(after_position=2).column("position").to_pylist() == [3, 4]
+    copy = MemoryEventStore()
+    assert copy.import_arrow(table) == 4
+    assert list(copy.read_all()) == committed
+
+    source = MemoryEventStore()
+    originals = _fill(source, prefix="imported-")
+    assert store.import_arrow(source.export_arrow()) == 4
+    imported = list(store.read_all(4))
+    assert [e.position for e in imported] == [5, 6, 7, 8]
+    assert _essence(imported) == _essence(originals)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
+def test_file_export_and_import_round_trip(backend: Backend, tmp_path: Path, suffix: str) -> None:
+    store = backend.event_store()
+    committed = _fill(store)
+    exported = tmp_path / f"events{suffix}"
+    assert store.export_events(exported) == 4
+    copy = MemoryEventStore()
+    assert copy.import_events(exported) == 4
+    assert list(copy.read_all()) == committed
+
+    source = MemoryEventStore()
+    originals = _fill(source, prefix="file-")
+    written = tmp_path / f"written{suffix}"
+    source.export_events(written)
+    assert store.import_events(written) == 4
+    imported = list(store.read_all(4))
+    assert [e.position for e in imported] == [5, 6, 7, 8]
+    assert _essence(imported) == _essence(originals)
+
+
+def test_import_assigns_positions_anew_in_input_position_order(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("first", 1)])
+    rows = [
+        {**_row("x", 2), "position": 30},
+        {**_row("x", 1), "position": 10},
+        {**_row("y", 1), "position": 20},
+    ]
+    assert store.import_arrow(rows) == 3
+    log = list(store.read_all())
+    assert [(e.position, e.aggregate_id, e.sequence) for e in log] == [
+        (1, "first", 1),
+        (2, "x", 1),
+        (3, "y", 1),
+        (4, "x", 2),
+    ]
+    assert store.commit([env("x", 3)])[0].position == 5
+
+
+def _row(aggregate_id: str, sequence: int) -> dict[str, Any]:
+    return {
+        "aggregate_type": TALLY,
+        "aggregate_id": aggregate_id,
+        "sequence": sequence,
+        "event_type": "conformance.Deposited",
+        "event_version": "1.0",
+        "payload": json.dumps({"amount": str(sequence)}),
+        "metadata": "{}",
+        "recorded_at": T0,
+        "event_id": f"{aggregate_id}-{sequence}",
+    }
+
+
+def test_import_with_a_taken_sequence_imports_nothing(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("a", 1)])
+    with pytest.raises(ConcurrencyError, match=r"conformance\.Tally/a .*sequence 1"):
+        store.import_arrow([_row("fresh", 1), _row("a", 1), _row("fresh", 2)])
+    with pytest.raises(ConcurrencyError):
+        store.import_arrow([_row("twice", 1), _row("twice", 1)])
+    assert [(e.aggregate_id, e.sequence) for e in store.read_all()] == [("a", 1)]
+    assert store.import_arrow([_row("fresh", 1)]) == 1
+    assert [e.position for e in store.read_all()] == [1, 2]
+
+
+def test_import_of_nothing_imports_nothing(backend: Backend) -> None:
+    store = backend.event_store()
+    assert store.import_arrow(MemoryEventStore().export_arrow()) == 0
+    assert list(store.read_all()) == []
