@@ -22,6 +22,7 @@ __all__ = [
     "AggregateSpec",
     "QuerySpec",
     "QueryTester",
+    "SpecFailed",
     "SpecResult",
     "TestFramework",
 ]
@@ -67,7 +68,7 @@ class SpecResult:
 
     def raise_for_failure(self) -> SpecResult:
         if not self.passed:
-            raise AssertionError(self.message)
+            raise SpecFailed(self)
         return self
 
     def _repr_html_(self) -> str:
@@ -78,6 +79,14 @@ class SpecResult:
     def __repr__(self) -> str:
         status = "passed" if self.passed else "FAILED"
         return f"<SpecResult {self.title!r} {status}>"
+
+
+class SpecFailed(AssertionError):
+    """A ``then_*`` expectation was not met; ``result`` keeps the whole ``SpecResult``."""
+
+    def __init__(self, result: SpecResult) -> None:
+        super().__init__(result.message)
+        self.result = result
 
 
 @dataclass
