@@ -513,13 +513,13 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
         connect_timeout: float = 5.0,
     ) -> None:
         if isinstance(dsn_or_event_store, PostgresEventStore):
-            self._pool = dsn_or_event_store._pool.acquire()
             name = schema if schema is not None else dsn_or_event_store.schema
-        else:
-            self._pool = _Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout)
-            name = schema if schema is not None else DEFAULT_SCHEMA
-        try:
             self._q = _statements(validate_identifier(name))
+            self._pool = dsn_or_event_store._pool.acquire()
+        else:
+            self._q = _statements(validate_identifier(schema if schema is not None else DEFAULT_SCHEMA))
+            self._pool = _Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout)
+        try:
             _prepare(self._pool, self._q)
         except BaseException:
             self._pool.release()
