@@ -1,0 +1,39 @@
+"""The notebook kit: event logs as DataFrames, state history, a command stepper,
+inline specs, timelines and flow diagrams.
+
+Everything here renders deterministically (no random ids, no wall-clock
+times), so notebooks that use it can be checked by nbval. It loads pandas,
+pyarrow and ipywidgets; ``import cqrs_lab`` alone loads none of them.
+"""
+
+from __future__ import annotations
+
+from cqrs_lab.notebook.flow import FlowDiagram, flow_diagram
+from cqrs_lab.notebook.frames import ENVELOPE_COLUMNS, EventSource, events_frame
+from cqrs_lab.notebook.history import HISTORY_UUID, state_at, state_history, styled_state_history
+from cqrs_lab.notebook.specs import Spec, SpecOutcome, SpecReport, run_specs
+from cqrs_lab.notebook.stepper import CommandStepper, Step, step_through
+from cqrs_lab.notebook.timeline import Lane, Sticky, Timeline, timeline
+
+__all__ = [
+    "ENVELOPE_COLUMNS",
+    "HISTORY_UUID",
+    "CommandStepper",
+    "EventSource",
+    "FlowDiagram",
+    "Lane",
+    "Spec",
+    "SpecOutcome",
+    "SpecReport",
+    "Step",
+    "Sticky",
+    "Timeline",
+    "events_frame",
+    "flow_diagram",
+    "run_specs",
+    "state_at",
+    "state_history",
+    "step_through",
+    "styled_state_history",
+    "timeline",
+]
