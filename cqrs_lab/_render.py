@@ -9,7 +9,7 @@ rendered, so notebook outputs compare byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -83,8 +83,9 @@ def model_html(model: BaseModel, title: str) -> str:
     return f"<div><b>{escape(title)}</b>{table(fields.items())}</div>"
 
 
-def counts_html(title: str, rows: Iterable[tuple[str, Any]]) -> str:
-    """A store summary: its kind and a few counts."""
+def counts_html(title: str, counts: Mapping[str, int], per_type: Mapping[str, int], noun: str) -> str:
+    """A store summary: its kind, a few counts, then ``noun`` per type (e.g. streams per aggregate type)."""
+    rows = [*counts.items(), *((f"{kind} {noun}", n) for kind, n in sorted(per_type.items()))]
     return f"<div><b>{escape(title)}</b>{table(rows)}</div>"
 
 

@@ -72,6 +72,11 @@ class Aggregate(BaseModel):
         """Change state by one event."""
         raise TypeError(f"{type(self).__name__} does not override apply()")
 
+    def _repr_html_(self) -> str:
+        from cqrs_lab._render import model_html
+
+        return model_html(self, type(self).__qualname__)
+
 
 class Query(BaseModel):
     """A read model (view) kept up to date from events (the seed's ``IQuery``).
@@ -92,3 +97,8 @@ class Query(BaseModel):
     def update(self, envelope: EventEnvelope) -> None:
         """Change the view by one committed event."""
         raise TypeError(f"{type(self).__name__} does not override update()")
+
+    def _repr_html_(self) -> str:
+        from cqrs_lab._render import model_html
+
+        return model_html(self, type(self).__qualname__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from bisect import insort
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,15 @@ class MemoryEventStore(RecordEventStore):
     def __repr__(self) -> str:
         return f"MemoryEventStore(events={len(self._log)})"
 
+    def _repr_html_(self) -> str:
+        from cqrs_lab._render import counts_html
+
+        with self._lock:
+            counts = {"events": len(self._log), "streams": len(self._streams),
+                      "snapshots": len(self._snapshots)}
+            per_type = Counter(aggregate_type for aggregate_type, _ in self._streams)
+        return counts_html("MemoryEventStore", counts, per_type, "streams")
+
 
 class MemoryQueryStore(RecordQueryStore):
     """Views and checkpoints in dicts behind a lock."""
@@ -163,3 +173,11 @@ class MemoryQueryStore(RecordQueryStore):
 
     def __repr__(self) -> str:
         return f"MemoryQueryStore(views={len(self._views)})"
+
+    def _repr_html_(self) -> str:
+        from cqrs_lab._render import counts_html
+
+        with self._lock:
+            counts = {"views": len(self._views), "checkpoints": len(self._checkpoints)}
+            per_type = Counter(query_type for query_type, _ in self._views)
+        return counts_html("MemoryQueryStore", counts, per_type, "views")
