@@ -83,10 +83,11 @@ def test_styled_history_marks_exactly_the_changed_cells() -> None:
     assert "background-color: #fff3a3" in html
 
 
-def test_styled_history_html_is_identical_on_every_run() -> None:
-    first = styled_state_history(BankAccount, EVENTS).to_html()
-    second = styled_state_history(BankAccount, list(EVENTS)).to_html()
-    assert first == second
+def test_styled_history_html_and_text_are_identical_on_every_run() -> None:
+    first = styled_state_history(BankAccount, EVENTS)
+    second = styled_state_history(BankAccount, list(EVENTS))
+    assert first.to_html() == second.to_html()
+    assert repr(first) == repr(second) == "<state history: 3 event(s), 3 field(s)>"
 
 
 def test_state_at_a_sequence_and_at_a_time() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 from pydantic import BaseModel
 
 from cqrs_lab._render import CHANGED
@@ -16,10 +17,7 @@ from cqrs_lab.errors import ConfigurationError
 from cqrs_lab.framework import replay
 from cqrs_lab.testing import as_envelope
 
-if TYPE_CHECKING:
-    from pandas.io.formats.style import Styler
-
-__all__ = ["HISTORY_UUID", "state_at", "state_history", "styled_state_history"]
+__all__ = ["HISTORY_UUID", "HistoryStyler", "state_at", "state_history", "styled_state_history"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -97,6 +95,13 @@ def _differs(a: Any, b: Any) -> bool:
         return repr(a) != repr(b)
 
 
+class HistoryStyler(Styler):
+    """A ``Styler`` whose plain-text repr says what it shows (no memory address), for nbval."""
+
+    def __repr__(self) -> str:
+        return f"<state history: {len(self.index)} event(s), {len(self.columns) - 2} field(s)>"
+
+
 def styled_state_history(
     aggregate_cls: type[Aggregate], events: Iterable[EventEnvelope | Event]
 ) -> Styler:
@@ -113,7 +118,8 @@ def styled_state_history(
         f"background-color:{CHANGED.fill};color:{CHANGED.text};font-weight:bold"
     )
     return (
-        frame.style.set_uuid(HISTORY_UUID)
+        HistoryStyler(frame)
+        .set_uuid(HISTORY_UUID)
         .set_td_classes(_changes(frame, initial))
         .set_table_styles([{"selector": f"td.{_CHANGED_CLASS}", "props": style}])
         .hide(axis="index")
