@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
-from pandas.io.formats.style import Styler
 from pydantic import BaseModel
 
 from cqrs_lab._render import CHANGED
@@ -17,7 +17,10 @@ from cqrs_lab.errors import ConfigurationError
 from cqrs_lab.framework import replay
 from cqrs_lab.testing import as_envelope
 
-__all__ = ["HISTORY_UUID", "HistoryStyler", "state_at", "state_history", "styled_state_history"]
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+__all__ = ["HISTORY_UUID", "state_at", "state_history", "styled_state_history"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -95,11 +98,19 @@ def _differs(a: Any, b: Any) -> bool:
         return repr(a) != repr(b)
 
 
-class HistoryStyler(Styler):
-    """A ``Styler`` whose plain-text repr says what it shows (no memory address), for nbval."""
+@cache
+def _styler_class() -> type[Styler]:
+    """A ``Styler`` whose plain-text repr says what it shows (no memory address), for nbval.
 
-    def __repr__(self) -> str:
-        return f"<state history: {len(self.index)} event(s), {len(self.columns) - 2} field(s)>"
+    Made on first use: pandas' Styler needs jinja2, which nothing else here does.
+    """
+    from pandas.io.formats.style import Styler
+
+    class HistoryStyler(Styler):
+        def __repr__(self) -> str:
+            return f"<state history: {len(self.index)} event(s), {len(self.columns) - 2} field(s)>"
+
+    return HistoryStyler
 
 
 def styled_state_history(
@@ -118,7 +129,7 @@ def styled_state_history(
         f"background-color:{CHANGED.fill};color:{CHANGED.text};font-weight:bold"
     )
     return (
-        HistoryStyler(frame)
+        _styler_class()(frame)
         .set_uuid(HISTORY_UUID)
         .set_td_classes(_changes(frame, initial))
         .set_table_styles([{"selector": f"td.{_CHANGED_CLASS}", "props": style}])
