@@ -77,6 +77,11 @@ def grid(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def fields_text(model: BaseModel) -> str:
+    """A model's fields on one line: ``amount=10.00, balance=10.00``."""
+    return ", ".join(f"{k}={v}" for k, v in model.model_dump(mode="json").items())
+
+
 def model_html(model: BaseModel, title: str) -> str:
     """A pydantic model (aggregate, query) as a titled field table, values in JSON form."""
     fields = model.model_dump(mode="json")

@@ -11,7 +11,7 @@ from cqrs_lab.domain import Command, Event, Query
 from cqrs_lab.framework import CqrsFramework, QueryProcessor
 from cqrs_lab.notebook.frames import events_frame
 
-__all__ = ["FlowDiagram", "flow_diagram"]
+__all__ = ["FlowDiagram", "flow_diagram", "framework_queries"]
 
 
 def _style(swatch: Swatch) -> str:
@@ -70,6 +70,11 @@ class FlowDiagram:
         )
 
 
+def framework_queries(framework: CqrsFramework[Any]) -> list[str]:
+    """The query types a framework's ``QueryProcessor`` dispatchers keep."""
+    return [d.query_cls.query_type for d in framework.dispatchers if isinstance(d, QueryProcessor)]
+
+
 def _names(items: Sequence[str | type[Any]] | None, attribute: str) -> list[str]:
     return [i if isinstance(i, str) else getattr(i, attribute, i.__name__) for i in items or ()]
 
@@ -100,11 +105,10 @@ def flow_diagram(
         pairs = log[["metadata.command_type", "event_type"]].dropna().drop_duplicates()
         produces = list(pairs.itertuples(index=False, name=None))
     seen_commands = [command for command, _ in produces]
-    processors = [d.query_cls.query_type for d in framework.dispatchers if isinstance(d, QueryProcessor)]
     return FlowDiagram(
         aggregate=framework.aggregate_type,
         commands=_merge(_names(commands, "__name__"), seen_commands),
         events=_merge(_names(events, "event_type"), seen_events),
-        queries=_merge(_names(queries, "query_type"), processors),
+        queries=_merge(_names(queries, "query_type"), framework_queries(framework)),
         produces=tuple(dict.fromkeys(produces)),
     )

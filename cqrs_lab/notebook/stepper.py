@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 import ipywidgets as widgets
 from pydantic import BaseModel
 
-from cqrs_lab._render import CHANGED, COMMAND, EVENT, REJECTED, badge, grid, sticky
+from cqrs_lab._render import CHANGED, COMMAND, EVENT, REJECTED, badge, fields_text, grid, sticky
 from cqrs_lab.domain import Aggregate, Command, Event
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import UserError
@@ -19,10 +19,6 @@ from cqrs_lab.framework import CqrsFramework
 __all__ = ["CommandStepper", "Step", "step_through"]
 
 A = TypeVar("A", bound=Aggregate)
-
-
-def _detail(model: BaseModel) -> str:
-    return ", ".join(f"{k}={v}" for k, v in model.model_dump(mode="json").items())
 
 
 @dataclass(frozen=True)
@@ -103,25 +99,30 @@ def _state_table(before: BaseModel | None, after: BaseModel) -> str:
     return grid(["field", "before", "after"], rows)
 
 
+def _events_html(events: Sequence[Event], empty: str) -> str:
+    return "".join(sticky(e.event_type, EVENT, fields_text(e)) for e in events) or f"<i>{empty}</i>"
+
+
 def step_html(step: Step[Any], total: int | None = None) -> str:
     """A step as a card: the command, its events or its rejection, state before and after."""
     if step.error is not None:
         outcome = sticky(f"rejected: {step.error.message}", REJECTED, f"code={step.error.code}")
         status = badge("rejected", REJECTED)
     else:
-        outcome = "".join(sticky(e.event_type, EVENT, _detail(e)) for e in step.events) or "<i>no events</i>"
+        outcome = _events_html(step.events, "no events")
         status = badge("accepted", EVENT)
     return (
         f"<div class='cqrs-lab-step'><div><b>step {step.number}{'' if total is None else f' of {total}'}</b>"
         f" {status}</div>"
-        f"<div>{sticky(type(step.command).__name__, COMMAND, _detail(step.command))} &#x2192; {outcome}</div>"
+        f"<div>{sticky(type(step.command).__name__, COMMAND, fields_text(step.command))}"
+        f" &#x2192; {outcome}</div>"
         f"{_state_table(step.state_before, step.state_after)}"
         f"<div>events so far: {len(step.events_so_far)}</div></div>"
     )
 
 
 def _start_html(aggregate_cls: type[Aggregate], given: Sequence[Event], state: Aggregate, total: int) -> str:
-    events = "".join(sticky(e.event_type, EVENT, _detail(e)) for e in given) or "<i>no previous events</i>"
+    events = _events_html(given, "no previous events")
     return (
         f"<div class='cqrs-lab-step'><div><b>step 0</b> of {total}: {escape(aggregate_cls.__qualname__)}"
         f" before any command</div><div>given: {events}</div>{_state_table(None, state)}</div>"

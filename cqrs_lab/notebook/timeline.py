@@ -17,10 +17,11 @@ from html import escape
 from itertools import islice
 from typing import Any, Literal
 
-from cqrs_lab._render import COMMAND, EVENT, VIEW, Swatch
+from cqrs_lab._render import COMMAND, EVENT, VIEW, Swatch, fields_text
 from cqrs_lab.domain import Query
 from cqrs_lab.envelope import EventEnvelope
-from cqrs_lab.framework import CqrsFramework, QueryProcessor
+from cqrs_lab.framework import CqrsFramework
+from cqrs_lab.notebook.flow import framework_queries
 from cqrs_lab.stores.base import EventStore
 
 __all__ = ["Lane", "Sticky", "Timeline", "timeline"]
@@ -181,13 +182,7 @@ def _envelopes(
 def _view_names(source: object, views: Sequence[str | type[Query]] | None) -> list[str]:
     if views is not None:
         return [v if isinstance(v, str) else v.query_type for v in views]
-    if isinstance(source, CqrsFramework):
-        return [
-            d.query_cls.query_type if isinstance(d, QueryProcessor)
-            else str(getattr(d, "name", type(d).__name__))
-            for d in source.dispatchers
-        ]
-    return []
+    return framework_queries(source) if isinstance(source, CqrsFramework) else []
 
 
 def timeline(
@@ -222,14 +217,13 @@ def timeline(
             lane.append(Sticky("command", command_type, column, tooltip=tooltip))
             column += 1
         previous_command = command_id
-        fields = ", ".join(f"{k}={v}" for k, v in envelope.payload.model_dump(mode="json").items())
         lane.append(
             Sticky(
                 "event",
                 envelope.event_type,
                 column,
                 detail=f"#{envelope.sequence}" + (f" @{envelope.position}" if envelope.position else ""),
-                tooltip=f"{envelope.event_type}({fields})",
+                tooltip=f"{envelope.event_type}({fields_text(envelope.payload)})",
             )
         )
         column += 1
