@@ -205,7 +205,7 @@ def conflict_message(records: Sequence[StoredEvent], stored_version: int) -> str
         )
     span = f"{sequences[0]}..{sequences[-1]}" if len(sequences) > 1 else str(sequences[0])
     return (
-        f"{name} is at sequence {stored_version}, but this commit writes sequence {span}: "
-        "another writer committed first, and nothing of this commit was stored. Reload the "
-        "aggregate and retry the command (CqrsFramework(retries=N) does this)."
+        f"{name} already has events up to sequence {stored_version}, so sequence {span} of this "
+        "commit is taken: another writer committed first, and nothing of this commit was stored. "
+        "Reload the aggregate and retry the command (CqrsFramework(retries=N) does this)."
     )
