@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,8 +47,8 @@ def store(postgres_dsn: str, pg_schema: str) -> Iterator[PostgresEventStore]:
 
 
 def raw(
-    postgres_dsn: str, statement: sql.Composable | str, params: list[object] | None = None
-) -> list[tuple]:  # type: ignore[type-arg]
+    postgres_dsn: str, statement: sql.Composed | str, params: list[object] | None = None
+) -> list[tuple[Any, ...]]:
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         cursor = conn.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
@@ -239,7 +240,7 @@ def test_numbers_in_payloads_are_read_back_exactly_not_through_floats(store: Pos
     )
     [loaded] = store.load_events("BankAccount", "A-1")
     assert loaded.payload == CustomerDepositedMoney(amount=Decimal("0.10"), balance=balance)
-    assert str(loaded.payload.balance) == "123456789012345678901234567890.10"  # type: ignore[attr-defined]
+    assert str(loaded.payload.balance) == "123456789012345678901234567890.10"
 
 
 def test_nul_character_is_refused_with_a_clear_error_and_nothing_is_stored(store: PostgresEventStore) -> None:

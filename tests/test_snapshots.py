@@ -98,11 +98,11 @@ def test_loading_with_a_snapshot_reads_only_the_events_after_it(backend: Backend
     assert snapshot is not None and 0 < snapshot.version < total
 
     recording = RecordingStore(store)
-    CqrsFramework(BankAccount, recording, snapshot_every=5).load("A-1")  # type: ignore[arg-type]
+    CqrsFramework(BankAccount, recording, snapshot_every=5).load("A-1")
     assert recording.loads == [(snapshot.version, total - snapshot.version)]
 
     without = RecordingStore(store)
-    CqrsFramework(BankAccount, without).load("A-1")  # type: ignore[arg-type]
+    CqrsFramework(BankAccount, without).load("A-1")
     assert without.loads == [(0, total)]
 
 
@@ -116,7 +116,7 @@ def test_snapshot_that_no_longer_decodes_is_ignored_with_a_warning_and_rebuilt_f
     total = len(store.load_events("BankAccount", "A-1"))
 
     recording = RecordingStore(store)
-    current = CqrsFramework(BankAccount, recording, snapshot_every=2)  # type: ignore[arg-type]
+    current = CqrsFramework(BankAccount, recording, snapshot_every=2)
     with pytest.warns(SnapshotIgnoredWarning, match=r"BankAccount/A-1 .*rebuilding from events"):
         loaded = current.load("A-1")
     assert recording.loads == [(0, total)]
