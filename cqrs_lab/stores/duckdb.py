@@ -5,9 +5,13 @@ Events, snapshots, views and projection checkpoints live in one database file
 processes may open it ``read_only=True`` only while no process writes it.
 
 Every store object on the same database in this process shares one connection,
-one lock and one log head (``_Database``), so commits are serialized and global
-positions are handed out in commit order without asking the database for
-``max(position)`` on every commit.
+one lock and one log head (``_Database``). Since only one process can write a
+file, that lock serializes every cqrs_lab write to it: positions are handed out
+in commit order, without gaps and without asking for ``max(position)`` on every
+commit, and a reader tailing ``position`` cannot skip an event. (It is also why
+the stores do not rely on DuckDB's optimistic concurrency between connections:
+an UPDATE of a row another connection has updated but not committed is not
+always refused on tables with a primary key.)
 """
 
 from __future__ import annotations

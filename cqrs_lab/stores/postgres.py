@@ -207,6 +207,11 @@ def _describe(dsn: str) -> str:
     return " ".join(shown) or "the default server"
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each pooled connection works in UTC, whatever the server's default time zone."""
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
 class _Pool:
     """A connection pool shared by the stores of one database; closed with its last user."""
 
@@ -229,6 +234,7 @@ class _Pool:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": self._timeout_seconds()},
+            configure=_configure,
             open=False,
             timeout=max(30.0, connect_timeout),
             name=f"cqrs_lab {self.label}",
