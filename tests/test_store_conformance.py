@@ -382,23 +382,26 @@ def test_unknown_event_type_row_gives_error_naming_aggregate_and_sequence(backen
     assert store.commit([env("bad", 3)])[0].sequence == 3
 
 
+@pytest.mark.parametrize(
+    "payload",
+    ['{"amount": "not a number"}', '{"amount": "1.00", "unexpected": true}', "[1, 2]", '"just text"', "{}"],
+)
 def test_corrupt_payload_row_gives_corrupt_record_error_naming_aggregate_and_sequence(
-    backend: Backend,
+    backend: Backend, payload: str
 ) -> None:
     store = backend.event_store()
+    store.commit([env("bad", 1)])
     insert_raw_event(
-        backend,
-        store,
-        aggregate_id="bad",
-        sequence=1,
-        event_type="conformance.Deposited",
-        payload='{"amount": "not a number"}',
+        backend, store, aggregate_id="bad", sequence=2, event_type="conformance.Deposited", payload=payload
     )
     with pytest.raises(CorruptRecordError) as caught:
         store.load_events(TALLY, "bad")
     assert not isinstance(caught.value, UnknownEventTypeError)
-    assert "conformance.Tally/bad sequence 1" in str(caught.value)
+    assert "conformance.Tally/bad sequence 2" in str(caught.value)
     assert "Deposited" in str(caught.value)
+    with pytest.raises(CorruptRecordError, match="sequence 2"):
+        list(store.read_all())
+    assert [e.sequence for e in store.load_events(TALLY, "bad", after_sequence=2)] == []
 
 
 def test_corrupt_metadata_row_gives_corrupt_record_error_naming_the_row(backend: Backend) -> None:

@@ -270,14 +270,14 @@ class RecordEventStore(ABC):
                 return
             position = records[-1].position
 
-    def import_events(self, source: str | Path | Any, format: str | None = None) -> int:
+    def import_events(self, path_or_data: str | Path | Any, format: str | None = None) -> int:
         """Import a Parquet, JSON Lines or CSV file (format from ``format`` or the suffix),
         or anything ``import_arrow`` takes; atomic. Returns the count."""
         from cqrs_lab.stores.arrow import read_events_file
 
-        if isinstance(source, str | Path):
-            source = read_events_file(source, format)
-        return self.import_arrow(source)
+        if isinstance(path_or_data, str | Path):
+            return self.import_arrow(read_events_file(path_or_data, format))
+        return self.import_arrow(path_or_data)
 
     def export_events(self, path: str | Path, format: str | None = None) -> int:
         """Write the whole log to a Parquet, JSON Lines or CSV file; returns the count."""
