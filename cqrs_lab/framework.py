@@ -261,13 +261,11 @@ class QueryProcessor(Generic[Q]):
         self.name = f"QueryProcessor({query_cls.query_type})"
 
     def dispatch(self, aggregate_id: str, envelopes: Sequence[EventEnvelope]) -> None:
-        contexts: dict[str, Any] = {}
-        for envelope in envelopes:
-            vid = self.view_id(envelope)
-            if vid not in contexts:
-                contexts[vid] = self.query_store.load(self.query_cls, vid)
-            contexts[vid].payload.update(envelope)
-        self.query_store.commit_batch(list(contexts.values()))
+        view_ids = [self.view_id(e) for e in envelopes]
+        views = self.query_store.load_many(self.query_cls, view_ids)
+        for envelope, vid in zip(envelopes, view_ids, strict=True):
+            views[vid].payload.update(envelope)
+        self.query_store.commit_batch(list(views.values()))
 
     def load(self, view_id: str) -> Q:
         """The current view."""

@@ -79,17 +79,17 @@ class Projection:
                 progress(len(batch))
 
     def _apply(self, batch: list[EventEnvelope]) -> None:
-        contexts: dict[tuple[str, str], QueryContext[Any]] = {}
-        for envelope in batch:
-            if self.aggregate_types is not None and envelope.aggregate_type not in self.aggregate_types:
-                continue
-            vid = self.view_id(envelope)
-            for query_cls in self.queries:
-                key = (query_cls.query_type, vid)
-                if key not in contexts:
-                    contexts[key] = self.query_store.load(query_cls, vid)
-                contexts[key].payload.update(envelope)
-        self.query_store.commit_batch(list(contexts.values()), checkpoint=(self.name, batch[-1].position))
+        relevant = [
+            e for e in batch if self.aggregate_types is None or e.aggregate_type in self.aggregate_types
+        ]
+        view_ids = [self.view_id(e) for e in relevant]
+        contexts: list[QueryContext[Any]] = []
+        for query_cls in self.queries:
+            views = self.query_store.load_many(query_cls, view_ids)
+            for envelope, vid in zip(relevant, view_ids, strict=True):
+                views[vid].payload.update(envelope)
+            contexts.extend(views.values())
+        self.query_store.commit_batch(contexts, checkpoint=(self.name, batch[-1].position))
 
     def rebuild(self, *, progress: Progress | None = None) -> int:
         """Delete this projection's views and checkpoint, then replay the whole log."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +124,10 @@ class QueryStore(Protocol):
 
     def load(self, query_cls: type[Q], view_id: str) -> QueryContext[Q]:
         """The view, or ``query_cls()`` at version 0 when there is none."""
+        ...
+
+    def load_many(self, query_cls: type[Q], view_ids: Iterable[str]) -> dict[str, QueryContext[Q]]:
+        """Several views at once (one round trip on SQL stores), keyed by view id."""
         ...
 
     def commit(self, context: QueryContext[Any]) -> QueryContext[Any]:
@@ -313,8 +317,21 @@ class RecordQueryStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def _load_queries(self, query_type: str, view_ids: Sequence[str]) -> list[StoredQuery]:
+        """The stored views among ``view_ids`` (any order). SQL stores override this with one query."""
+        return [r for r in (self._load_query(query_type, v) for v in view_ids) if r is not None]
+
     def load(self, query_cls: type[Q], view_id: str) -> QueryContext[Q]:
-        record = self._load_query(query_cls.query_type, view_id)
+        return self._context(query_cls, view_id, self._load_query(query_cls.query_type, view_id))
+
+    def load_many(self, query_cls: type[Q], view_ids: Iterable[str]) -> dict[str, QueryContext[Q]]:
+        """Several views of one query class at once (absent ones at version 0), keyed by view id."""
+        wanted = list(dict.fromkeys(view_ids))
+        found = {r.view_id: r for r in self._load_queries(query_cls.query_type, wanted)} if wanted else {}
+        return {v: self._context(query_cls, v, found.get(v)) for v in wanted}
+
+    @staticmethod
+    def _context(query_cls: type[Q], view_id: str, record: StoredQuery | None) -> QueryContext[Q]:
         if record is None:
             return QueryContext(view_id=view_id, version=0, payload=query_cls())
         try:
