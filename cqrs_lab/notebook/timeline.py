@@ -83,8 +83,10 @@ class Timeline:
         width = _LABEL_W + max(self.columns, 1) * _COL_W + _PAD
         height = _LEGEND_H + max(len(self.lanes), 1) * _LANE_H + _PAD + (18 if self.truncated else 0)
         parts = [
+            # max-width:none: JupyterLab shrinks SVGs to the output width, which makes a
+            # long timeline unreadable; the wrapper scrolls instead.
             f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-            f"viewBox='0 0 {width} {height}' {_FONT} font-size='11'>",
+            f"viewBox='0 0 {width} {height}' style='max-width:none' {_FONT} font-size='11'>",
             f"<rect x='0' y='0' width='{width}' height='{height}' fill='{_PAPER}' stroke='{_GRID}'/>",
             *_legend(),
         ]
