@@ -22,8 +22,8 @@ def _name(requirement: str) -> str:
 def _pyproject_packages() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        requirements += [r for r in extra if not r.startswith("cqrs-lab")]
+    for extra in ("postgres", "dev"):  # the screenshots extra is a maintainer tool, not the environment
+        requirements += [r for r in project["optional-dependencies"][extra] if not r.startswith("cqrs-lab")]
     return {_name(r): re.sub(r"^[^<>=!]*", "", r.split(";")[0]).strip() for r in requirements}
 
 
