@@ -17,11 +17,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cqrs_lab.codec import StoredEvent
-from cqrs_lab.stores.base import StoredQuery
+from cqrs_lab.stores.base import EVENT_COLUMNS, StoredQuery
 
 __all__ = [
     "CREATE_TABLES",
+    "DELETE_CHECKPOINT",
+    "DELETE_QUERIES",
+    "EVENT_COLUMN_LIST",
+    "EXPORT",
+    "IMPORT_CONFLICT",
+    "INSERT_QUERIES",
+    "LOAD_CHECKPOINT",
+    "LOAD_QUERY",
+    "LOAD_SCHEMA_VERSION",
+    "LOAD_SNAPSHOT",
+    "LOAD_STREAM",
+    "MAX_POSITION",
+    "READ_ALL",
+    "SAVE_CHECKPOINT",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSION_TABLE",
+    "STAMP_SCHEMA_VERSION",
+    "STREAM_VERSION",
+    "TABLE_EXISTS",
+    "UPDATE_QUERIES",
+    "UPSERT_SNAPSHOT",
     "conflict_message",
     "query_batches",
     "render",
@@ -94,6 +114,8 @@ CREATE_TABLES = (
 )
 
 # -- events -------------------------------------------------------------------
+EVENT_COLUMN_LIST = ", ".join(EVENT_COLUMNS)
+"""The ``events`` columns in table order, for INSERTs."""
 # Column order of ``StoredEvent`` (so a row is ``StoredEvent(*row)``); JSON as text.
 _EVENT_ROW = (
     "aggregate_type, aggregate_id, sequence, event_type, event_version,"

@@ -74,13 +74,9 @@ _DUCKDB_TABLES = (
     *(_sql_for(t) for t in _sql.CREATE_TABLES),
     "CREATE INDEX IF NOT EXISTS events_by_aggregate_id ON main.events (aggregate_id)",
 )
-_EVENT_INSERT_COLUMNS = (
-    "position, aggregate_type, aggregate_id, sequence, event_type, event_version,"
-    " payload, metadata, recorded_at, event_id"
-)
 # Positions are given by the caller (the shared log head); rows keep the input's order.
 _IMPORT = (
-    f"INSERT INTO main.events ({_EVENT_INSERT_COLUMNS})"
+    f"INSERT INTO main.events ({_sql.EVENT_COLUMN_LIST})"
     " SELECT ? + row_number() OVER (ORDER BY position), aggregate_type, aggregate_id, sequence,"
     " event_type, event_version, payload::JSON, metadata::JSON, recorded_at, event_id"
     f" FROM {_IMPORT_VIEW}"
@@ -91,7 +87,7 @@ _IMPORT = (
 def _insert_events(rows: int) -> str:
     """One INSERT for a whole commit (``rows`` events), so it is one statement."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO main.events ({_EVENT_INSERT_COLUMNS}) VALUES {values}"
+    return f"INSERT INTO main.events ({_sql.EVENT_COLUMN_LIST}) VALUES {values}"
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -90,12 +90,8 @@ _TAKE_POSITIONS = """
         SET position = GREATEST(position, (SELECT coalesce(max(position), 0) FROM {schema}.events)) + ?
         RETURNING position - ? AS base
     )"""
-_EVENT_INSERT_COLUMNS = (
-    "position, aggregate_type, aggregate_id, sequence, event_type, event_version,"
-    " payload, metadata, recorded_at, event_id"
-)
 _INSERT_EVENTS = f"""{_TAKE_POSITIONS}
-    INSERT INTO {{schema}}.events ({_EVENT_INSERT_COLUMNS})
+    INSERT INTO {{schema}}.events ({_sql.EVENT_COLUMN_LIST})
     SELECT head.base + e.n, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
            e.payload::JSONB, e.metadata::JSONB, e.recorded_at, e.event_id
     FROM head, unnest(?::TEXT[], ?::TEXT[], ?::BIGINT[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::TEXT[],
@@ -108,9 +104,9 @@ _CREATE_IMPORT_TABLE = f"""
         position BIGINT, aggregate_type TEXT, aggregate_id TEXT, sequence BIGINT, event_type TEXT,
         event_version TEXT, payload TEXT, metadata TEXT, recorded_at TIMESTAMPTZ, event_id TEXT
     ) ON COMMIT DROP"""
-_COPY_IMPORT = f"COPY {_IMPORT_TABLE} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_COPY_IMPORT = f"COPY {_IMPORT_TABLE} ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
 _IMPORT = f"""{_TAKE_POSITIONS}
-    INSERT INTO {{schema}}.events ({_EVENT_INSERT_COLUMNS})
+    INSERT INTO {{schema}}.events ({_sql.EVENT_COLUMN_LIST})
     SELECT head.base + row_number() OVER (ORDER BY i.position), i.aggregate_type, i.aggregate_id,
            i.sequence, i.event_type, i.event_version, i.payload::JSONB, i.metadata::JSONB,
            i.recorded_at, i.event_id
