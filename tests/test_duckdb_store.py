@@ -111,6 +111,22 @@ def test_second_process_opening_a_file_in_use_gets_store_locked_error_naming_it(
         assert "read_only=True" in result.stdout or "read_only" in result.stdout
 
 
+def test_a_store_that_is_dropped_without_close_releases_the_file(tmp_path: Path) -> None:
+    import gc
+
+    path = tmp_path / "dropped.duckdb"
+    store = DuckDBEventStore(path)
+    open_account(bank(store), "A-1")
+    del store
+    gc.collect()
+    result = run_python(f"""
+        from cqrs_lab.stores.duckdb import DuckDBEventStore
+        with DuckDBEventStore({str(path)!r}) as store:
+            print(store.export_arrow().num_rows)
+        """)
+    assert result.stdout.strip() == "1", result.stderr
+
+
 def test_another_process_reads_a_file_no_one_writes_in_read_only_mode(tmp_path: Path) -> None:
     path = tmp_path / "done.duckdb"
     with DuckDBEventStore(path) as store:

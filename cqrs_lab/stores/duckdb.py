@@ -17,6 +17,7 @@ always refused on tables with a primary key.)
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
@@ -280,11 +281,14 @@ class _DuckDBStore:
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB could not run the query ({exc}). The log is in events_view.") from exc
 
+    def _hold(self, db: _Database) -> None:
+        """Use ``db``; released by ``close()`` or, failing that, when this object is collected."""
+        self._db = db
+        self._finalizer = weakref.finalize(self, _release, db)
+
     def close(self) -> None:
         """Release this store; the database closes when its last store does. Idempotent."""
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            _release(self._db)
+        self._finalizer()
 
     def __enter__(self) -> Any:
         return self
@@ -308,8 +312,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
         codec: EventCodec | None = None,
     ) -> None:
         RecordEventStore.__init__(self, codec)
-        self._db = _open(path, read_only)
-        self._closed = False
+        self._hold(_open(path, read_only))
 
     # -- hooks ------------------------------------------------------------
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
@@ -453,15 +456,14 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                 if db.closed:
                     raise StoreError(f"the DuckDB store on {db.label!r} is closed; open a new one")
                 db.users += 1
-            self._db = db
+            self._hold(db)
         elif str(path_or_event_store) == MEMORY:
             raise ConfigurationError(
                 "DuckDBQueryStore(':memory:') would be a database of its own: give it the "
                 "DuckDBEventStore whose in-memory database it should share"
             )
         else:
-            self._db = _open(path_or_event_store, read_only)
-        self._closed = False
+            self._hold(_open(path_or_event_store, read_only))
 
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
         with self._locked() as conn:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -315,7 +316,6 @@ class _PostgresStore:
 
     _pool: _Pool
     _q: _Statements
-    _closed: bool
 
     @property
     def schema(self) -> str:
@@ -354,11 +354,14 @@ class _PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL failed to {what} ({self._pool.label}): {str(exc).strip()}") from exc
 
+    def _hold(self, pool: _Pool) -> None:
+        """Use ``pool``; released by ``close()`` or, failing that, when this object is collected."""
+        self._pool = pool
+        self._finalizer = weakref.finalize(self, pool.release)
+
     def close(self) -> None:
         """Release this store; the pool closes when its last store does. Idempotent."""
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            self._pool.release()
+        self._finalizer()
 
     def __enter__(self) -> Any:
         return self
@@ -385,13 +388,12 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
     ) -> None:
         RecordEventStore.__init__(self, codec)
         self._q = _statements(validate_identifier(schema))
-        self._pool = _Pool(_resolve_dsn(dsn), pool_size, connect_timeout)
+        self._hold(_Pool(_resolve_dsn(dsn), pool_size, connect_timeout))
         try:
             _prepare(self._pool, self._q)
         except BaseException:
-            self._pool.release()
+            self.close()
             raise
-        self._closed = False
 
     # -- hooks ------------------------------------------------------------
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
@@ -517,16 +519,15 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
         if isinstance(dsn_or_event_store, PostgresEventStore):
             name = schema if schema is not None else dsn_or_event_store.schema
             self._q = _statements(validate_identifier(name))
-            self._pool = dsn_or_event_store._pool.acquire()
+            self._hold(dsn_or_event_store._pool.acquire())
         else:
             self._q = _statements(validate_identifier(schema if schema is not None else DEFAULT_SCHEMA))
-            self._pool = _Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout)
+            self._hold(_Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout))
         try:
             _prepare(self._pool, self._q)
         except BaseException:
-            self._pool.release()
+            self.close()
             raise
-        self._closed = False
 
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
         with self._connection("load a view") as conn:
