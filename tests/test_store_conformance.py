@@ -492,6 +492,22 @@ def test_view_commit_round_trips_and_counts_versions(backend: Backend) -> None:
     assert queries.load(TallyView, "v1").payload.total == Decimal("11.10")
 
 
+def test_load_many_returns_stored_and_default_views_keyed_by_id(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    queries.commit_batch([QueryContext(v, 0, TallyView(label=v)) for v in ("a", "b", "c")])
+    queries.commit(QueryContext("a", 0, OtherView(count=9)))
+    loaded = queries.load_many(TallyView, ["c", "missing", "a", "c"])
+    assert list(loaded) == ["c", "missing", "a"]
+    assert [(c.view_id, c.version, c.payload.label) for c in loaded.values()] == [
+        ("c", 1, "c"),
+        ("missing", 0, ""),
+        ("a", 1, "a"),
+    ]
+    assert queries.load_many(TallyView, []) == {}
+    assert queries.load_many(OtherView, ["a", "b"])["a"].payload.count == 9
+    assert queries.load_many(OtherView, ["a", "b"])["b"].version == 0
+
+
 def test_stale_view_commit_gets_concurrency_error_and_keeps_the_stored_view(backend: Backend) -> None:
     queries = backend.query_store(backend.event_store())
     queries.commit(QueryContext("v1", 0, TallyView(label="first")))

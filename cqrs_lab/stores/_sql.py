@@ -28,6 +28,7 @@ __all__ = [
     "IMPORT_CONFLICT",
     "INSERT_QUERIES",
     "LOAD_CHECKPOINT",
+    "LOAD_QUERIES",
     "LOAD_QUERY",
     "LOAD_SCHEMA_VERSION",
     "LOAD_SNAPSHOT",
@@ -163,6 +164,10 @@ UPSERT_SNAPSHOT = """
 LOAD_QUERY = (
     "SELECT query_type, view_id, version, payload::TEXT FROM {schema}.queries"
     " WHERE query_type = ? AND view_id = ?"
+)
+LOAD_QUERIES = (
+    "SELECT query_type, view_id, version, payload::TEXT FROM {schema}.queries"
+    " WHERE query_type = ? AND view_id IN (SELECT unnest(?::TEXT[]))"
 )
 _QUERY_BATCH = (
     "SELECT unnest(?::TEXT[]) AS query_type, unnest(?::TEXT[]) AS view_id,"

@@ -61,6 +61,7 @@ _EXPORT = _sql_for(_sql.EXPORT)
 _LOAD_SNAPSHOT = _sql_for(_sql.LOAD_SNAPSHOT)
 _UPSERT_SNAPSHOT = _sql_for(_sql.UPSERT_SNAPSHOT)
 _LOAD_QUERY = _sql_for(_sql.LOAD_QUERY)
+_LOAD_QUERIES = _sql_for(_sql.LOAD_QUERIES)
 _UPDATE_QUERIES = _sql_for(_sql.UPDATE_QUERIES)
 _INSERT_QUERIES = _sql_for(_sql.INSERT_QUERIES)
 _DELETE_QUERIES = _sql_for(_sql.DELETE_QUERIES)
@@ -469,6 +470,11 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
         with self._locked() as conn:
             row = _first(conn, _LOAD_QUERY, [query_type, view_id])
         return None if row is None else StoredQuery(*row)
+
+    def _load_queries(self, query_type: str, view_ids: Sequence[str]) -> list[StoredQuery]:
+        with self._locked() as conn:
+            rows = conn.execute(_LOAD_QUERIES, [query_type, list(view_ids)]).fetchall()
+        return [StoredQuery(*row) for row in rows]
 
     def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
         self._writable("commit views")

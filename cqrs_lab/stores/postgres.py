@@ -137,6 +137,7 @@ class _Statements:
     load_snapshot: str
     upsert_snapshot: str
     load_query: str
+    load_queries: str
     update_queries: str
     insert_queries: str
     delete_queries: str
@@ -175,6 +176,7 @@ def _statements(schema: str) -> _Statements:
         load_snapshot=r(_sql.LOAD_SNAPSHOT),
         upsert_snapshot=r(_sql.UPSERT_SNAPSHOT),
         load_query=r(_sql.LOAD_QUERY),
+        load_queries=r(_sql.LOAD_QUERIES),
         update_queries=r(_sql.UPDATE_QUERIES),
         insert_queries=r(_sql.INSERT_QUERIES),
         delete_queries=r(_sql.DELETE_QUERIES),
@@ -533,6 +535,11 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
         with self._connection("load a view") as conn:
             row = conn.execute(self._q.load_query, [query_type, view_id]).fetchone()
         return None if row is None else StoredQuery(*row)
+
+    def _load_queries(self, query_type: str, view_ids: Sequence[str]) -> list[StoredQuery]:
+        with self._connection("load views") as conn:
+            rows = conn.execute(self._q.load_queries, [query_type, list(view_ids)]).fetchall()
+        return [StoredQuery(*row) for row in rows]
 
     def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
         new, old = _sql.query_batches(records)
