@@ -42,7 +42,11 @@ class Everything(Event):
     maybe: int | None
 
 
-texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+# NUL is left out: PostgreSQL JSONB cannot hold it, and the Postgres store refuses such an
+# event with a StoreError (pinned in tests/test_postgres_store.py).
+texts = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40
+)
 decimals = st.decimals(
     allow_nan=False, allow_infinity=False, places=None, min_value=Decimal("-1e12"), max_value=Decimal("1e12")
 )
