@@ -1837,6 +1837,93 @@ def postgres() -> list[NotebookNode]:
     ]
 
 
+def screenshot_tour() -> list[NotebookNode]:
+    """The notebook scripts/screenshots.py opens in JupyterLab for the README's pictures."""
+    return [
+        md(
+            """\
+            # Screenshot tour
+
+            The notebook `scripts/screenshots.py` opens in JupyterLab to take the README's screenshots:
+            a `CommandStepper` and a timeline of three accounts. It is an ordinary notebook, checked by
+            nbval like the others: the bank-account domain on a memory store, with a fixed clock and
+            sequential ids, so every run gives the same output.
+            """
+        ),
+        code(
+            """\
+            from decimal import Decimal
+
+            from cqrs_lab import (
+                CqrsFramework,
+                FixedClock,
+                MemoryEventStore,
+                MemoryQueryStore,
+                QueryProcessor,
+                SequentialIds,
+            )
+            from cqrs_lab.examples.bank_account import (
+                BankAccount,
+                BankAccountQuery,
+                DepositMoney,
+                OpenBankAccount,
+                WithdrawMoney,
+                WriteCheck,
+            )
+            from cqrs_lab.notebook import CommandStepper, timeline
+            """
+        ),
+        md(
+            """\
+            ## Stepping through commands
+
+            **Next** applies one command: the stepper shows the command, the events it produced
+            (or the error that rejected it) and the state before and after. Nothing is stored.
+            """
+        ),
+        code(
+            """\
+            commands = [
+                OpenBankAccount(account_id="ACC-9"),
+                DepositMoney(amount=Decimal("100.00")),
+                WriteCheck(check_number="1001", amount=Decimal("40.00")),
+                WithdrawMoney(amount=Decimal("80.00")),  # rejected: funds not available
+            ]
+            stepper = CommandStepper(BankAccount, commands)
+            stepper
+            """
+        ),
+        md(
+            """\
+            ## A timeline of three accounts
+
+            One lane per stream, in the order the events were stored: commands blue, events orange,
+            the view the framework keeps green.
+            """
+        ),
+        code(
+            """\
+            bank = CqrsFramework(
+                BankAccount,
+                MemoryEventStore(),
+                [QueryProcessor(BankAccountQuery, MemoryQueryStore())],
+                clock=FixedClock(),
+                ids=SequentialIds(),
+            )
+            for account_id, command in [
+                ("ACC-1", OpenBankAccount(account_id="ACC-1")),
+                ("ACC-2", OpenBankAccount(account_id="ACC-2")),
+                ("ACC-1", DepositMoney(amount=Decimal("100.00"))),
+                ("ACC-3", OpenBankAccount(account_id="ACC-3")),
+                ("ACC-1", WriteCheck(check_number="1001", amount=Decimal("40.00"))),
+            ]:
+                bank.execute(account_id, command)
+            timeline(bank)
+            """
+        ),
+    ]
+
+
 # -- building ------------------------------------------------------------------------
 NOTEBOOKS: dict[str, Callable[[], list[NotebookNode]]] = {
     "01_quickstart": quickstart,
@@ -1846,6 +1933,7 @@ NOTEBOOKS: dict[str, Callable[[], list[NotebookNode]]] = {
     "05_analytics": analytics,
     "06_concurrency": concurrency,
     "07_postgres": postgres,
+    "screenshot_tour": screenshot_tour,
 }
 
 

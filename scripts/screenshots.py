@@ -20,7 +20,7 @@ Needs ``apt-get install chromium`` and ``pip install jupyterlab playwright``
 (never ``playwright install``: the script uses the system Chromium)::
 
     python scripts/screenshots.py              # docs/images/*.png
-    python scripts/screenshots.py --execute    # first re-execute the notebook's stored outputs (nbclient)
+    python scripts/screenshots.py --execute    # first rebuild the notebook (notebooks/build.py)
 """
 
 from __future__ import annotations
@@ -74,27 +74,10 @@ LAB_SETTINGS: dict[str, dict[str, Any]] = {
 
 # -- the notebook ---------------------------------------------------------------
 def execute_notebook(path: Path) -> None:
-    """Re-execute ``path`` in place with nbclient, in a ``python3`` kernel started in its folder
-    (as nbval does), without timings or widget state: the outputs nbval compares against."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=120,
-        record_timing=False,
-        store_widget_state=False,
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
-    # as notebooks/build.py writes them: numbered cell ids, no timings, no patch version
-    notebook.metadata.pop("widgets", None)
-    notebook.metadata.get("language_info", {}).pop("version", None)
-    for number, cell in enumerate(notebook.cells, start=1):
-        cell.id = f"cell-{number:02d}"
-        cell.metadata.pop("execution", None)
-    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+    """Rebuild and re-execute ``path`` with ``notebooks/build.py`` (its cells live there),
+    so its stored outputs are the ones nbval compares against."""
+    build = path.parent / "build.py"
+    subprocess.run([sys.executable, str(build), path.stem], check=True)
 
 
 # -- the JupyterLab server ------------------------------------------------------
