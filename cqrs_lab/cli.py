@@ -1,25 +1,82 @@
-"""The ``cqrs-lab`` command."""
+"""The ``cqrs-lab`` command: a demo, and the event log from the shell.
+
+Every subcommand mirrors a Python call (``import`` → ``store.import_events``,
+``export`` → ``store.export_events``, ``replay`` → ``Projection.rebuild``), and
+every one is documented in README.md (a test checks it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cqrs_lab.errors import ConfigurationError, CqrsLabError
 
 __all__ = ["main"]
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from cqrs_lab import (
-        CqrsFramework,
-        FixedClock,
-        MemoryEventStore,
-        MemoryQueryStore,
-        QueryProcessor,
-        UserError,
+# -- opening stores -------------------------------------------------------------
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", metavar="PATH", help="a DuckDB database file")
+    where.add_argument(
+        "--dsn", metavar="DSN", help="a PostgreSQL connection string (default: $CQRS_LAB_POSTGRES_DSN)"
     )
-    from cqrs_lab.envelope import SequentialIds
+    parser.add_argument("--schema", default="cqrs_lab", help="PostgreSQL schema (default: cqrs_lab)")
+
+
+@contextmanager
+def _open_stores(
+    args: argparse.Namespace, *, must_exist: bool, read_only: bool = False
+) -> Iterator[tuple[Any, Any]]:
+    """The event store and a query store sharing its database, closed afterwards."""
+    if args.db is None and (args.dsn or os.environ.get("CQRS_LAB_POSTGRES_DSN")):
+        from cqrs_lab.stores.postgres import PostgresEventStore, PostgresQueryStore
+
+        pg_events = PostgresEventStore(args.dsn, schema=args.schema)
+        pg_queries = PostgresQueryStore(pg_events, schema=args.schema)
+        try:
+            yield pg_events, pg_queries
+        finally:
+            pg_queries.close()
+            pg_events.close()
+        return
+    if args.db is None:
+        raise ConfigurationError("say which store: --db PATH (DuckDB) or --dsn DSN (PostgreSQL)")
+    path = Path(args.db)
+    if must_exist and not path.is_file():
+        raise ConfigurationError(f"no DuckDB database at {str(path)!r}: check the path (--db)")
+    from cqrs_lab.stores.duckdb import DuckDBEventStore, DuckDBQueryStore
+
+    events = DuckDBEventStore(path, read_only=read_only)
+    queries = None if read_only else DuckDBQueryStore(events)
+    try:
+        yield events, queries
+    finally:
+        if queries is not None:
+            queries.close()
+        events.close()
+
+
+@contextmanager
+def _progress(total: int | None, unit: str, desc: str) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit=unit, desc=desc, disable=None, file=sys.stderr) as bar:
+        yield bar.update
+
+
+# -- subcommands -----------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> int:
+    from cqrs_lab import CqrsFramework, FixedClock, QueryProcessor, SequentialIds, UserError
     from cqrs_lab.examples.bank_account import (
         BankAccount,
         BankAccountQuery,
@@ -28,8 +85,23 @@ def _demo(args: argparse.Namespace) -> int:
         WithdrawMoney,
         WriteCheck,
     )
+    from cqrs_lab.stores.memory import MemoryEventStore, MemoryQueryStore
 
-    events, queries = MemoryEventStore(), MemoryQueryStore()
+    if args.memory:
+        events: Any = MemoryEventStore()
+        queries: Any = MemoryQueryStore()
+        where = "memory"
+    else:
+        from cqrs_lab.stores.duckdb import DuckDBEventStore, DuckDBQueryStore
+
+        path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="cqrs-lab-demo-")) / "demo.duckdb"
+        if path.exists():
+            raise ConfigurationError(
+                f"{str(path)!r} already exists; the demo writes a new database: give a new --db path"
+            )
+        events = DuckDBEventStore(path)
+        queries = DuckDBQueryStore(events)
+        where = str(path)
     processor = QueryProcessor(BankAccountQuery, queries)
     framework = CqrsFramework(BankAccount, events, [processor], clock=FixedClock(), ids=SequentialIds())
     story = [
@@ -39,28 +111,204 @@ def _demo(args: argparse.Namespace) -> int:
         WriteCheck(check_number="1170", amount=Decimal("120.50")),
         WithdrawMoney(amount=Decimal("5000.00")),
     ]
+    print(f"store: {where}\n")
     for command in story:
         try:
             framework.execute("ACC-001", command)
             print(f"ok        {command!r}")
         except UserError as exc:
             print(f"rejected  {command!r}: {exc.message}")
-    print()
+    print("\nevents:")
     for envelope in events.read_all():
         print(f"{envelope.position:>3} {envelope.aggregate_id}#{envelope.sequence} {envelope.payload!r}")
-    print()
-    print(processor.load("ACC-001"))
+    print(f"\nquery: {processor.load('ACC-001')!r}")
+    queries.close()
+    events.close()
+    if not args.memory:
+        print(f"\nThe log is in {where}; try: cqrs-lab events --db {where}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cqrs-lab", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the bank-account story and print the events and the query")
-    demo.add_argument("--memory", action="store_true", help="use the in-memory store")
+def _events(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    with _open_stores(args, must_exist=True, read_only=True) as (events, _):
+        table = events.export_arrow(after_position=args.after)
+    if args.aggregate_id is not None:
+        table = table.filter(pc.equal(table["aggregate_id"], args.aggregate_id))
+    if args.type is not None:
+        table = table.filter(pc.equal(table["event_type"], args.type))
+    total = table.num_rows
+    table = table.slice(0, args.limit) if args.limit else table
+    frame = table.select(
+        ["position", "aggregate_type", "aggregate_id", "sequence", "event_type", "payload"]
+    ).to_pandas()
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200, "display.max_rows", None):
+        print(frame.to_string(index=False) if len(frame) else "(no events)")
+    if args.limit and total > args.limit:
+        print(f"... {total - args.limit} more (use --limit 0 for all, --after N to page)")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from cqrs_lab.stores.arrow import read_events_file
+
+    table = read_events_file(args.file, args.format)
+    with (
+        _open_stores(args, must_exist=False) as (events, _),
+        _progress(table.num_rows, "event", "import") as step,
+    ):
+        count = events.import_arrow(table)
+        step(count)
+    print(f"imported {count} events from {args.file}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cqrs_lab.stores.arrow import write_events_file
+
+    with _open_stores(args, must_exist=True, read_only=True) as (events, _):
+        table = events.export_arrow(after_position=args.after)
+    with _progress(table.num_rows, "event", "export") as step:
+        count = write_events_file(table, args.file, args.format)
+        step(count)
+    print(f"exported {count} events to {args.file}")
+    return 0
+
+
+def _load_object(spec: str) -> Any:
+    module_name, _, name = spec.partition(":")
+    if not name:
+        raise ConfigurationError(
+            f"{spec!r} is not module:name (e.g. cqrs_lab.examples.bank_account:BankAccountQuery)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for {spec!r}: {exc}") from exc
+    if not hasattr(module, name):
+        raise ConfigurationError(f"module {module_name!r} has no {name!r}")
+    return getattr(module, name)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from cqrs_lab.domain import Query
+    from cqrs_lab.projections import Projection
+
+    queries = [_load_object(spec) for spec in args.query]
+    for query in queries:
+        if not (isinstance(query, type) and issubclass(query, Query)):
+            raise ConfigurationError(f"{query!r} is not a Query class")
+    extra: dict[str, Any] = {}
+    if args.view_id:
+        extra["view_id"] = _load_object(args.view_id)
+    with _open_stores(args, must_exist=True) as (events, query_store):
+        projection = Projection(args.name, events, query_store, queries, **extra)
+        total = events.export_arrow().num_rows if args.db else None
+        with _progress(total, "event", f"replay {args.name}") as step:
+            count = projection.rebuild(progress=step)
+    print(
+        f"replayed {count} events into {', '.join(q.query_type for q in queries)} (projection {args.name!r})"
+    )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from cqrs_lab.examples.sample import generate, write_sample
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ConfigurationError(f"{str(folder)!r} is not a folder")
+    with _progress(args.commands, "command", "generate") as step:
+        table = generate(accounts=args.accounts, commands=args.commands, seed=args.seed, progress=step)
+    for path in write_sample(folder, table):
+        print(f"wrote {path} ({table.num_rows} events)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from cqrs_lab import bench
+
+    return int(bench.run_from_args(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cqrs-lab", description="CQRS and event sourcing, explored in Jupyter."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run the bank-account story on DuckDB and print the events and the query"
+    )
+    demo.add_argument(
+        "--db", metavar="PATH", help="write the demo to this new DuckDB file (default: a temp file)"
+    )
+    demo.add_argument("--memory", action="store_true", help="use the in-memory store instead")
     demo.set_defaults(run=_demo)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+
+    events = commands.add_parser("events", help="list and filter the event log as a table")
+    _add_store_options(events)
+    events.add_argument("--aggregate-id", help="only this aggregate")
+    events.add_argument("--type", help="only this event type")
+    events.add_argument(
+        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
+    )
+    events.add_argument("--limit", type=int, default=20, help="show at most this many (0: all; default 20)")
+    events.set_defaults(run=_events)
+
+    imp = commands.add_parser("import", help="import events from Parquet, JSON Lines or CSV (atomic)")
+    imp.add_argument("file", help="a .parquet, .jsonl, .jsonl.gz or .csv file")
+    imp.add_argument(
+        "--format", choices=["parquet", "jsonl", "csv"], help="override the format from the suffix"
+    )
+    _add_store_options(imp)
+    imp.set_defaults(run=_import)
+
+    exp = commands.add_parser("export", help="export events to Parquet, JSON Lines or CSV")
+    exp.add_argument("file", help="a .parquet, .jsonl, .jsonl.gz or .csv file")
+    exp.add_argument(
+        "--format", choices=["parquet", "jsonl", "csv"], help="override the format from the suffix"
+    )
+    exp.add_argument(
+        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
+    )
+    _add_store_options(exp)
+    exp.set_defaults(run=_export)
+
+    replay = commands.add_parser("replay", help="rebuild projections (views) from the whole event log")
+    _add_store_options(replay)
+    replay.add_argument(
+        "--query", action="append", required=True, metavar="MODULE:CLASS", help="a Query class (repeatable)"
+    )
+    replay.add_argument("--name", default="default", help="the projection's name (its checkpoint)")
+    replay.add_argument("--view-id", metavar="MODULE:FUNCTION", help="maps an envelope to its view id")
+    replay.set_defaults(run=_replay)
+
+    sample = commands.add_parser("sample", help="generate the deterministic bank-account sample log")
+    sample.add_argument("folder", help="where to write the Parquet and JSON Lines files")
+    sample.add_argument("--accounts", type=int, default=3000)
+    sample.add_argument("--commands", type=int, default=110_000)
+    sample.add_argument("--seed", type=int, default=2024)
+    sample.set_defaults(run=_sample)
+
+    bench = commands.add_parser("bench", help="benchmark every store against its raw driver")
+    from cqrs_lab import bench as bench_module
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CqrsLabError as exc:
+        print(f"cqrs-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
