@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from cqrs_lab.domain import Event
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError, UnknownEventTypeError
@@ -26,13 +26,25 @@ __all__ = [
     "EventTypeConflictWarning",
     "StoredEvent",
     "Upcaster",
+    "Where",
     "decode_metadata",
     "default_codec",
     "encode_metadata",
+    "where_text",
 ]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the stored JSON object of an older event version into the next version's."""
+
+
+Where = str | Callable[[], str]
+"""Names a stored row in error messages; a callable is called only when there is an error,
+so decoding a good row does not pay for formatting its name."""
+
+
+def where_text(where: Where) -> str:
+    """The row name of ``where`` (calling it if it is a callable)."""
+    return where if isinstance(where, str) else where()
 
 
 class EventTypeConflictWarning(UserWarning):
@@ -59,18 +71,30 @@ def encode_metadata(metadata: dict[str, str] | Any) -> str:
     return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def decode_metadata(text: str | dict[str, Any] | None, where: str) -> dict[str, str]:
+_STRING_MAP = TypeAdapter(dict[str, str])
+
+
+def decode_metadata(text: str | dict[str, Any] | None, where: Where) -> dict[str, str]:
     if text is None:
         return {}
+    if isinstance(text, str):
+        # Fast path: parse and check in one call; anything else (non-string values
+        # to coerce, bad JSON to explain) takes the general path below.
+        try:
+            return _STRING_MAP.validate_json(text)
+        except ValidationError:
+            pass
     try:
         value = json.loads(text) if isinstance(text, str | bytes) else text
     except ValueError as exc:
         raise CorruptRecordError(
-            f"{where}: metadata is not valid JSON ({exc}). Repair or delete that row; nothing was changed."
+            f"{where_text(where)}: metadata is not valid JSON ({exc}). "
+            "Repair or delete that row; nothing was changed."
         ) from exc
     if not isinstance(value, dict):
         raise CorruptRecordError(
-            f"{where}: metadata is not a JSON object. Repair or delete that row; nothing was changed."
+            f"{where_text(where)}: metadata is not a JSON object. "
+            "Repair or delete that row; nothing was changed."
         )
     return {str(k): str(v) for k, v in value.items()}
 
@@ -146,14 +170,14 @@ class EventCodec:
         event_type: str,
         event_version: str,
         payload: str | dict[str, Any],
-        where: str,
+        where: Where,
     ) -> Event:
         """Decode a stored payload, upcasting older versions; ``where`` names the row in errors."""
         cls = self._types.get(event_type)
         if cls is None:
             known = ", ".join(sorted(self._types)) or "none"
             raise UnknownEventTypeError(
-                f"{where}: unknown event type {event_type!r} (version {event_version}). "
+                f"{where_text(where)}: unknown event type {event_type!r} (version {event_version}). "
                 f"Define an Event subclass with event_type = {event_type!r} and import it "
                 f"before loading (registered types: {known})."
             )
@@ -167,7 +191,7 @@ class EventCodec:
                 step = self._upcasters.get((event_type, version))
                 if step is None:
                     raise UnknownEventTypeError(
-                        f"{where}: event {event_type!r} is stored at version {version}, "
+                        f"{where_text(where)}: event {event_type!r} is stored at version {version}, "
                         f"but {cls.__qualname__} is version {cls.event_version} and no "
                         f"upcaster goes from {version}. Register one with "
                         f"codec.register_upcaster({event_type!r}, {version!r}, ...)."
@@ -182,7 +206,7 @@ class EventCodec:
             if isinstance(exc, UnknownEventTypeError | ConfigurationError):
                 raise
             raise CorruptRecordError(
-                f"{where}: the stored {event_type!r} payload does not decode "
+                f"{where_text(where)}: the stored {event_type!r} payload does not decode "
                 f"as {cls.__qualname__}: {exc}. The row is left as it is; fix the data, "
                 "the class, or register an upcaster."
             ) from exc

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cqrs_lab import CorruptRecordError, Event, EventCodec, MemoryEventStore, UnknownEventTypeError
-from cqrs_lab.codec import EventTypeConflictWarning, StoredEvent, default_codec
+from cqrs_lab.codec import EventTypeConflictWarning, StoredEvent, decode_metadata, default_codec
 from cqrs_lab.errors import ConfigurationError
 from tests.domain_fixtures import Incremented
 
@@ -96,6 +96,18 @@ def test_corrupt_payload_is_a_clear_error() -> None:
                 "2024-01-01T00:00:00+00:00",
                 "x",
             )
+        )
+
+
+def test_metadata_values_are_read_back_as_strings_and_a_non_object_is_a_clear_error() -> None:
+    assert decode_metadata('{"user":"ada","attempt":2,"ok":true}', "row") == {
+        "user": "ada",
+        "attempt": "2",
+        "ok": "True",
+    }
+    with pytest.raises(CorruptRecordError, match=r"Person/p-1 sequence 4.*metadata is not a JSON object"):
+        MemoryEventStore().decode(
+            StoredEvent("Person", "p-1", 4, "test.Incremented", "1.0", '{"by": 1}', "[1]", "2024-01-01", "x")
         )
 
 

@@ -12,12 +12,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
-from cqrs_lab.codec import EventCodec, StoredEvent, decode_metadata, default_codec, encode_metadata
+from cqrs_lab.codec import (
+    EventCodec,
+    StoredEvent,
+    Where,
+    decode_metadata,
+    default_codec,
+    encode_metadata,
+    where_text,
+)
 from cqrs_lab.domain import Aggregate, Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
@@ -164,7 +173,7 @@ def _where(record: StoredEvent) -> str:
     )
 
 
-def _aware(value: object, where: str) -> datetime:
+def _aware(value: object, where: Where) -> datetime:
     """``recorded_at`` as an aware datetime (naive values from a driver are UTC)."""
     moment: datetime
     if isinstance(value, datetime):
@@ -173,9 +182,11 @@ def _aware(value: object, where: str) -> datetime:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp") from exc
+            raise CorruptRecordError(
+                f"{where_text(where)}: recorded_at {value!r} is not a timestamp"
+            ) from exc
     else:
-        raise CorruptRecordError(f"{where}: recorded_at {value!r} is not a timestamp")
+        raise CorruptRecordError(f"{where_text(where)}: recorded_at {value!r} is not a timestamp")
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -225,17 +236,33 @@ class RecordEventStore(ABC):
     # -- the contract ----------------------------------------------------
     def decode(self, record: StoredEvent) -> EventEnvelope:
         """Turn a stored row into an envelope (clear errors for bad rows)."""
-        where = _where(record)
+        return self._decode(record, {})
+
+    def _decode(self, record: StoredEvent, metadata_seen: dict[Any, dict[str, str]]) -> EventEnvelope:
+        """``decode``, reusing the metadata of an earlier row with the same metadata text.
+
+        The events of one command share their metadata text; decoding it once per
+        batch and sharing the dict is what ``CqrsFramework`` does on commit too.
+        """
+        where = partial(_where, record)  # formatted only for an error message
         event = self.codec.decode(record.event_type, record.event_version, record.payload, where)
+        text = record.metadata
+        metadata = metadata_seen.get(text) if isinstance(text, str) else None
+        if metadata is None:
+            metadata = decode_metadata(text, where)
+            if isinstance(text, str):
+                metadata_seen[text] = metadata
+        # Positional: aggregate_type, aggregate_id, sequence, payload, metadata,
+        # recorded_at, event_id, position (the field order of EventEnvelope).
         return EventEnvelope(
-            aggregate_type=record.aggregate_type,
-            aggregate_id=record.aggregate_id,
-            sequence=record.sequence,
-            payload=event,
-            metadata=decode_metadata(record.metadata, where),
-            recorded_at=_aware(record.recorded_at, where),
-            event_id=str(record.event_id),
-            position=record.position,
+            record.aggregate_type,
+            record.aggregate_id,
+            record.sequence,
+            event,
+            metadata,
+            _aware(record.recorded_at, where),
+            str(record.event_id),
+            record.position,
         )
 
     def encode(self, envelope: EventEnvelope) -> StoredEvent:
@@ -254,7 +281,10 @@ class RecordEventStore(ABC):
     def load_events(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
     ) -> list[EventEnvelope]:
-        return [self.decode(r) for r in self._load_records(aggregate_type, aggregate_id, after_sequence)]
+        seen: dict[Any, dict[str, str]] = {}
+        return [
+            self._decode(r, seen) for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
+        ]
 
     def commit(
         self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
@@ -268,8 +298,9 @@ class RecordEventStore(ABC):
         position = after_position
         while True:
             records = self._read_records(position, batch_size)
+            seen: dict[Any, dict[str, str]] = {}
             for record in records:
-                yield self.decode(record)
+                yield self._decode(record, seen)
             if len(records) < batch_size:
                 return
             position = records[-1].position
