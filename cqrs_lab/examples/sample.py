@@ -9,6 +9,7 @@ as Parquet and JSON Lines (``write_sample``).
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cqrs_lab.domain import Command
 from cqrs_lab.envelope import FixedClock, SequentialIds
 from cqrs_lab.errors import UserError
 from cqrs_lab.examples.bank_account import (
@@ -67,7 +69,7 @@ def generate(
         if len(opened) < accounts and (not opened or rng.random() < OPEN_RATE):
             account_id = f"ACC-{len(opened) + 1:05d}"
             opened.append(account_id)
-            command: object = OpenBankAccount(account_id=account_id)
+            command: Command = OpenBankAccount(account_id=account_id)
         else:
             account_id = opened[rng.randrange(len(opened))]
             roll = rng.random()
@@ -77,10 +79,8 @@ def generate(
                 command = WithdrawMoney(amount=_amount(rng, 5, 800))
             else:
                 command = WriteCheck(check_number=f"{rng.randint(1000, 9999)}", amount=_amount(rng, 5, 1500))
-        try:
-            framework.execute(account_id, command)  # type: ignore[arg-type]
-        except UserError:
-            pass
+        with contextlib.suppress(UserError):  # rejected commands leave no event, as in real life
+            framework.execute(account_id, command)
         if progress is not None and step % 1000 == 999:
             progress(1000)
     return store.export_arrow()
