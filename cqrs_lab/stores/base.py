@@ -266,6 +266,16 @@ class RecordEventStore(ABC):
         )
 
     def encode(self, envelope: EventEnvelope) -> StoredEvent:
+        return self._encode(envelope, {})
+
+    def _encode(self, envelope: EventEnvelope, metadata_done: dict[int, str]) -> StoredEvent:
+        """``encode``, encoding a metadata mapping shared by several envelopes once.
+
+        ``metadata_done`` is keyed by ``id()``, so it must not outlive the envelopes.
+        """
+        metadata = metadata_done.get(id(envelope.metadata))
+        if metadata is None:
+            metadata = metadata_done[id(envelope.metadata)] = encode_metadata(envelope.metadata)
         return StoredEvent(
             aggregate_type=envelope.aggregate_type,
             aggregate_id=envelope.aggregate_id,
@@ -273,7 +283,7 @@ class RecordEventStore(ABC):
             event_type=envelope.payload.event_type,
             event_version=envelope.payload.event_version,
             payload=self.codec.encode(envelope.payload),
-            metadata=encode_metadata(envelope.metadata),
+            metadata=metadata,
             recorded_at=envelope.recorded_at,
             event_id=envelope.event_id,
         )
@@ -291,7 +301,8 @@ class RecordEventStore(ABC):
     ) -> list[EventEnvelope]:
         if not envelopes:
             return []
-        positions = self._append_records([self.encode(e) for e in envelopes], snapshot)
+        done: dict[int, str] = {}  # a command's envelopes share one metadata mapping
+        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot)
         return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
 
     def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
