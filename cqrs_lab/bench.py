@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from cqrs_lab.codec import encode_metadata
 from cqrs_lab.domain import Aggregate, Command, Event, Query
 from cqrs_lab.envelope import EventEnvelope
-from cqrs_lab.errors import ConcurrencyError, CqrsLabError
+from cqrs_lab.errors import ConcurrencyError, ConfigurationError, CqrsLabError
 from cqrs_lab.framework import CqrsFramework
 from cqrs_lab.projections import Projection
 from cqrs_lab.stores.base import EVENT_COLUMNS, EventStore, QueryStore, StoredSnapshot
@@ -324,11 +324,11 @@ class _Raw(ABC):
 
     def bulk(self, table: pa.Table) -> int:
         """Insert an event table the fastest way the driver offers; returns the count."""
-        raise NotImplementedError(f"{type(self).__name__} has no bulk import")
+        raise ConfigurationError(f"{type(self).__name__}: bulk import (W5) runs on DuckDB and Postgres only")
 
     def frame(self) -> pd.DataFrame:
         """The events table as a DataFrame, straight from the driver."""
-        raise NotImplementedError(f"{type(self).__name__} has no DataFrame export")
+        raise ConfigurationError(f"{type(self).__name__}: the DataFrame workload (W8) runs on DuckDB only")
 
     @abstractmethod
     def close(self) -> None: ...
