@@ -76,13 +76,28 @@ _DUCKDB_TABLES = (
     *(_sql_for(t) for t in _sql.CREATE_TABLES),
     "CREATE INDEX IF NOT EXISTS events_by_aggregate_id ON main.events (aggregate_id)",
 )
-# Positions are given by the caller (the shared log head); rows keep the input's order.
+# The Arrow table arrives with its final positions (numbered from the shared log
+# head in input position order), so this is a plain scan: no sort, no window.
 _IMPORT = (
     f"INSERT INTO main.events ({_sql.EVENT_COLUMN_LIST})"
-    " SELECT ? + row_number() OVER (ORDER BY position), aggregate_type, aggregate_id, sequence,"
+    " SELECT position, aggregate_type, aggregate_id, sequence,"
     " event_type, event_version, payload::JSON, metadata::JSON, recorded_at, event_id"
     f" FROM {_IMPORT_VIEW}"
 )
+
+
+def _numbered(table: pa.Table, head: int) -> pa.Table:
+    """``table`` in input position order (stable), its positions replaced by head+1, head+2, ..."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    positions = table.column("position")
+    if table.num_rows > 1 and not pc.all(pc.less_equal(positions[:-1], positions[1:])).as_py():
+        table = table.take(pc.sort_indices(positions))  # a stable sort
+    numbered = pa.array(np.arange(head + 1, head + 1 + table.num_rows, dtype=np.int64))
+    index = table.schema.get_field_index("position")
+    return table.set_column(index, table.schema.field(index), numbered)
 
 
 @lru_cache(maxsize=64)
@@ -380,32 +395,45 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
         if table.num_rows == 0:
             return 0
         with self._locked() as conn:
-            conn.register(_IMPORT_VIEW, table)
-            try:
-                taken = _first(conn, _IMPORT_CONFLICT)
-                if taken is not None:
-                    raise ConcurrencyError(
-                        f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
-                        "Nothing was imported; remove the events that are already stored."
-                    )
+            # One INSERT in autocommit mode: it goes in whole or not at all. A taken
+            # sequence (or one twice in the input) is a constraint violation; only
+            # then is the input searched for it, to say which. A position collision
+            # means something wrote around the head: re-read it once and try again.
+            retried = False
+            while True:
                 head = self._head(conn)
+                conn.register(_IMPORT_VIEW, _numbered(table, head))
                 try:
-                    conn.execute(_IMPORT, [head])
+                    conn.execute(_IMPORT)
                 except _CONFLICTS as exc:
                     self._db.head = None
-                    raise ConcurrencyError(
-                        "cannot import: another writer stored some of these events first. "
-                        "Nothing was imported."
-                    ) from exc
+                    if not retried and self._head(conn) != head:
+                        retried = True
+                        continue
+                    raise self._import_conflict(conn) from exc
                 except duckdb.ConversionException as exc:
                     raise CorruptRecordError(
                         f"cannot import: a payload or metadata value is not valid JSON ({exc}). "
                         "Nothing was imported."
                     ) from exc
+                finally:
+                    conn.unregister(_IMPORT_VIEW)
                 self._db.head = head + table.num_rows
-            finally:
-                conn.unregister(_IMPORT_VIEW)
+                break
         return int(table.num_rows)
+
+    @staticmethod
+    def _import_conflict(conn: duckdb.DuckDBPyConnection) -> ConcurrencyError:
+        """Why the registered import was refused (searched only after it was)."""
+        taken = _first(conn, _IMPORT_CONFLICT)
+        if taken is None:
+            return ConcurrencyError(
+                "cannot import: another writer stored some of these events first. Nothing was imported."
+            )
+        return ConcurrencyError(
+            f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
+            "Nothing was imported; remove the events that are already stored."
+        )
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table (``event_arrow_schema()``)."""
