@@ -15,7 +15,7 @@ every commit (and import) is ONE statement that first updates the single row of
 ``log_head`` and takes its positions from it::
 
     WITH head AS (UPDATE log_head SET position = position + n RETURNING ...)
-    INSERT INTO events SELECT head.base + ordinality, ... FROM head, unnest(...)
+    INSERT INTO events SELECT head.base + e.n, ... FROM head, (VALUES (1, ...), (2, ...)) AS e
 
 The row lock on ``log_head`` is held until the transaction ends, and PostgreSQL
 makes a commit visible before it releases the transaction's locks. So the next
@@ -100,6 +100,30 @@ _INSERT_EVENTS = f"""{_TAKE_POSITIONS}
         WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version,
                              payload, metadata, recorded_at, event_id, n)
     RETURNING position"""
+# Commits of up to this many events use one multi-row VALUES statement per row
+# count (cached, so psycopg prepares it on the server after a few uses); the
+# parameters are plain scalars, which psycopg adapts much faster than lists.
+# Larger ones (PostgreSQL allows 65,535 parameters) send one array per column.
+_VALUES_ROWS = 1000
+_VALUES_ROW = "(%s, %s, %s, %s::BIGINT, %s, %s, %s::JSONB, %s::JSONB, %s::TIMESTAMPTZ, %s)"
+
+
+@lru_cache(maxsize=64)
+def _insert_values(schema: str, rows: int) -> str:
+    """The commit of ``rows`` events as one statement: positions from the log head, then VALUES."""
+    quoted = sql.Identifier(schema).as_string()
+    head = _sql.render(_TAKE_POSITIONS, schema=quoted, json="JSONB").replace("?", str(rows))
+    values = ", ".join(_VALUES_ROW.replace("(%s,", f"({n},", 1) for n in range(1, rows + 1))
+    return f"""{head}
+    INSERT INTO {quoted}.events ({_sql.EVENT_COLUMN_LIST})
+    SELECT head.base + e.n, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
+           e.payload, e.metadata, e.recorded_at, e.event_id
+    FROM head, (VALUES {values})
+        AS e(n, aggregate_type, aggregate_id, sequence, event_type, event_version,
+             payload, metadata, recorded_at, event_id)
+    RETURNING position"""
+
+
 _CREATE_IMPORT_TABLE = f"""
     CREATE TEMPORARY TABLE {_IMPORT_TABLE} (
         position BIGINT, aggregate_type TEXT, aggregate_id TEXT, sequence BIGINT, event_type TEXT,
@@ -416,27 +440,37 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
 
     def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
         n = len(records)
-        params = [
-            n,
-            n,
-            [r.aggregate_type for r in records],
-            [r.aggregate_id for r in records],
-            [r.sequence for r in records],
-            [r.event_type for r in records],
-            [r.event_version for r in records],
-            [r.payload for r in records],
-            [r.metadata for r in records],
-            [r.recorded_at for r in records],
-            [str(r.event_id) for r in records],
-        ]
+        statement: str
+        params: list[Any]
+        if n <= _VALUES_ROWS:
+            statement = _insert_values(self._q.schema, n)
+            params = []
+            for r in records:
+                params += (r.aggregate_type, r.aggregate_id, r.sequence, r.event_type, r.event_version,
+                           r.payload, r.metadata, r.recorded_at, str(r.event_id))
+        else:
+            statement = self._q.insert_events
+            params = [
+                n,
+                n,
+                [r.aggregate_type for r in records],
+                [r.aggregate_id for r in records],
+                [r.sequence for r in records],
+                [r.event_type for r in records],
+                [r.event_version for r in records],
+                [r.payload for r in records],
+                [r.metadata for r in records],
+                [r.recorded_at for r in records],
+                [str(r.event_id) for r in records],
+            ]
         with self._connection("commit events") as conn:
             try:
                 if snapshot is None:
                     # One statement in autocommit mode: its own transaction, one round trip.
-                    rows = conn.execute(self._q.insert_events, params).fetchall()
+                    rows = conn.execute(statement, params).fetchall()
                 else:
                     with conn.transaction():
-                        rows = conn.execute(self._q.insert_events, params).fetchall()
+                        rows = conn.execute(statement, params).fetchall()
                         conn.execute(self._q.upsert_snapshot, [snapshot.aggregate_type, snapshot.aggregate_id,
                                                                snapshot.version, snapshot.payload])
             except pg_errors.UniqueViolation as exc:
