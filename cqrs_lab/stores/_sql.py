@@ -1,9 +1,8 @@
 """SQL shared by the DuckDB and PostgreSQL stores, written once.
 
-Statements are templates with ``?`` placeholders and three fields: ``{schema}``
-(the quoted schema: ``main`` in DuckDB, the configured one in PostgreSQL),
-``{json}`` (the JSON column type: ``JSON`` in DuckDB, ``JSONB`` in PostgreSQL)
-and ``{recorded_at}`` (how event reads select ``recorded_at``: see ``render``).
+Statements are templates with ``?`` placeholders and two fields: ``{schema}``
+(the quoted schema: ``main`` in DuckDB, the configured one in PostgreSQL) and
+``{json}`` (the JSON column type: ``JSON`` in DuckDB, ``JSONB`` in PostgreSQL).
 ``render`` fills them for one dialect and the PostgreSQL store turns ``?`` into
 ``%s``. What differs for real between the two — how a commit assigns global
 positions, bulk loading, DuckDB's extra index — lives in the backend modules.
@@ -54,16 +53,9 @@ SCHEMA_VERSION = 1
 """Version of the table layout below; a database stamped with a higher one is refused."""
 
 
-def render(
-    template: str, *, schema: str, json: str, placeholder: str = "?", recorded_at: str = "recorded_at"
-) -> str:
-    """Fill a template for one dialect; ``schema`` must already be a quoted identifier.
-
-    ``recorded_at`` is how the event reads select that column: DuckDB builds
-    time-zone-aware Python datetimes slowly, so it selects the UTC instant as a
-    naive ``TIMESTAMP`` (which the stores read as UTC).
-    """
-    text = template.format(schema=schema, json=json, recorded_at=recorded_at)
+def render(template: str, *, schema: str, json: str, placeholder: str = "?") -> str:
+    """Fill a template for one dialect; ``schema`` must already be a quoted identifier."""
+    text = template.format(schema=schema, json=json)
     if placeholder != "?":
         text = text.replace("?", placeholder)
     return text
@@ -128,7 +120,7 @@ EVENT_COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 # Column order of ``StoredEvent`` (so a row is ``StoredEvent(*row)``); JSON as text.
 _EVENT_ROW = (
     "aggregate_type, aggregate_id, sequence, event_type, event_version,"
-    " payload::TEXT, metadata::TEXT, {recorded_at} AS recorded_at, event_id, position"
+    " payload::TEXT, metadata::TEXT, recorded_at, event_id, position"
 )
 LOAD_STREAM = (
     f"SELECT {_EVENT_ROW} FROM {{schema}}.events"

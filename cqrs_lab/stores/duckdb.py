@@ -50,10 +50,7 @@ _CONFLICTS = (duckdb.ConstraintException, duckdb.TransactionException)
 
 
 def _sql_for(template: str) -> str:
-    # Event reads select recorded_at as the naive UTC instant: fetching TIMESTAMPTZ
-    # makes DuckDB build tz-aware datetimes, several times slower (base._aware reads
-    # naive values as UTC).
-    return _sql.render(template, schema="main", json="JSON", recorded_at="timezone('UTC', recorded_at)")
+    return _sql.render(template, schema="main", json="JSON")
 
 
 _LOAD_STREAM = _sql_for(_sql.LOAD_STREAM)
