@@ -10,7 +10,6 @@ import threading
 from bisect import insort
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cqrs_lab.codec import EventCodec, StoredEvent
@@ -55,7 +54,7 @@ class MemoryEventStore(RecordEventStore):
             self._check(records)
             positions = []
             for r in records:
-                stored = replace(r, position=len(self._log) + 1)
+                stored = r._replace(position=len(self._log) + 1)
                 self._log.append(stored)
                 self._taken.add((r.aggregate_type, r.aggregate_id, r.sequence))
                 insort(
