@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 
-from cqrs_lab import Aggregate, Command, Event, Query, UserError
+from cqrs_lab import (
+    Aggregate,
+    Command,
+    CqrsFramework,
+    Event,
+    FixedClock,
+    MemoryEventStore,
+    MemoryQueryStore,
+    Query,
+    QueryProcessor,
+    SequentialIds,
+    UserError,
+)
 from cqrs_lab.envelope import EventEnvelope
+from cqrs_lab.examples.bank_account import BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount
 
 
 class Increment(Command):
@@ -76,3 +91,18 @@ class CounterView(Query):
         self.events += 1
         if isinstance(envelope.payload, Incremented):
             self.total += envelope.payload.by
+
+
+def small_bank() -> CqrsFramework[BankAccount]:
+    """Two bank accounts on memory stores with a fixed clock: A-1 opened and funded, B-2 opened."""
+    fw = CqrsFramework(
+        BankAccount,
+        MemoryEventStore(),
+        [QueryProcessor(BankAccountQuery, MemoryQueryStore())],
+        clock=FixedClock(),
+        ids=SequentialIds(),
+    )
+    fw.execute("A-1", OpenBankAccount(account_id="A-1"))
+    fw.execute("B-2", OpenBankAccount(account_id="B-2"))
+    fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
+    return fw

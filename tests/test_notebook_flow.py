@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from cqrs_lab import (
     CqrsFramework,
-    FixedClock,
     MemoryEventStore,
     MemoryQueryStore,
     QueryProcessor,
-    SequentialIds,
 )
 from cqrs_lab._render import EVENT
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountQuery,
     CustomerWroteCheck,
-    DepositMoney,
-    OpenBankAccount,
     WithdrawMoney,
 )
 from cqrs_lab.notebook import flow_diagram
-
-
-def framework() -> CqrsFramework[BankAccount]:
-    fw = CqrsFramework(
-        BankAccount,
-        MemoryEventStore(),
-        [QueryProcessor(BankAccountQuery, MemoryQueryStore())],
-        clock=FixedClock(),
-        ids=SequentialIds(),
-    )
-    fw.execute("A-1", OpenBankAccount(account_id="A-1"))
-    fw.execute("B-2", OpenBankAccount(account_id="B-2"))
-    fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
-    return fw
+from tests.domain_fixtures import small_bank
 
 
 def test_flow_diagram_lists_what_the_store_has_seen_plus_what_is_declared() -> None:
-    fw = framework()
+    fw = small_bank()
     diagram = flow_diagram(fw, commands=[WithdrawMoney], events=[CustomerWroteCheck])
     assert diagram.commands == ("WithdrawMoney", "OpenBankAccount", "DepositMoney")
     assert diagram.events == ("CustomerWroteCheck", "BankAccountOpened", "CustomerDepositedMoney")
@@ -50,8 +31,14 @@ def test_flow_diagram_lists_what_the_store_has_seen_plus_what_is_declared() -> N
     )
     markdown = diagram._repr_markdown_()
     assert markdown.startswith("```mermaid\nflowchart LR\n") and markdown.endswith("\n```")
-    for line in ('C0["WithdrawMoney"]', 'A["BankAccount"]', "C1 --> A", "A --> E2", "events --> Q0",
-                 f"classDef event fill:{EVENT.fill}"):
+    for line in (
+        'C0["WithdrawMoney"]',
+        'A["BankAccount"]',
+        "C1 --> A",
+        "A --> E2",
+        "events --> Q0",
+        f"classDef event fill:{EVENT.fill}",
+    ):
         assert line in markdown
     again = flow_diagram(fw, commands=[WithdrawMoney], events=[CustomerWroteCheck])
     assert markdown == again._repr_markdown_()

@@ -9,41 +9,23 @@ from decimal import Decimal
 from pathlib import Path
 
 from cqrs_lab import (
-    CqrsFramework,
-    FixedClock,
-    MemoryEventStore,
-    MemoryQueryStore,
-    QueryProcessor,
-    SequentialIds,
     TestFramework,
 )
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountOpened,
-    BankAccountQuery,
     DepositMoney,
     OpenBankAccount,
 )
 from cqrs_lab.notebook import CommandStepper, flow_diagram, run_specs, step_through, timeline
+from tests.domain_fixtures import small_bank
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cqrs_lab"
 ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
 
 
-def framework() -> CqrsFramework[BankAccount]:
-    views = MemoryQueryStore()
-    fw = CqrsFramework(
-        BankAccount, MemoryEventStore(), [QueryProcessor(BankAccountQuery, views)],
-        clock=FixedClock(), ids=SequentialIds(),
-    )
-    fw.execute("A-1", OpenBankAccount(account_id="A-1"))
-    fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
-    fw.execute("B-2", OpenBankAccount(account_id="B-2"))
-    return fw
-
-
 def test_aggregate_and_query_render_as_field_tables() -> None:
-    fw = framework()
+    fw = small_bank()
     html = fw.load("A-1")._repr_html_()
     assert "<b>BankAccount</b>" in html
     assert "<th style='text-align:left'>balance</th><td style='text-align:left'>10.00</td>" in html
@@ -52,7 +34,7 @@ def test_aggregate_and_query_render_as_field_tables() -> None:
 
 
 def test_stores_render_their_counts() -> None:
-    fw = framework()
+    fw = small_bank()
     html = fw.event_store._repr_html_()  # type: ignore[attr-defined]
     for row in (("events", 3), ("streams", 2), ("snapshots", 0), ("BankAccount streams", 2)):
         assert f"<th style='text-align:left'>{row[0]}</th><td style='text-align:left'>{row[1]}</td>" in html
@@ -61,22 +43,28 @@ def test_stores_render_their_counts() -> None:
 
 
 def test_plain_reprs_carry_no_memory_addresses_or_wall_clock_times() -> None:
-    fw = framework()
+    fw = small_bank()
     steps = step_through(BankAccount, [OpenBankAccount(account_id="X")])
-    spec = TestFramework(BankAccount).given([BankAccountOpened(account_id="A")]).when(
-        DepositMoney(amount=Decimal("1.00"))
+    spec = (
+        TestFramework(BankAccount)
+        .given([BankAccountOpened(account_id="A")])
+        .when(DepositMoney(amount=Decimal("1.00")))
     )
     objects = [
-        fw, fw.event_store, fw.load("A-1"), *fw.events("A-1"), *steps,
+        fw,
+        fw.event_store,
+        fw.load("A-1"),
+        *fw.events("A-1"),
+        *steps,
         CommandStepper(BankAccount, [OpenBankAccount(account_id="X")]),
-        timeline(fw), flow_diagram(fw), run_specs([spec.check_events([])]),
+        timeline(fw),
+        flow_diagram(fw),
+        run_specs([spec.check_events([])]),
     ]
     texts = [repr(o) for o in objects]
     assert not [t for t in texts if ADDRESS.search(t)]
     assert texts == [repr(o) for o in objects]
-    assert texts[3] == (
-        "EventEnvelope(BankAccount/A-1#1 @1 BankAccountOpened(account_id='A-1'))"
-    )
+    assert texts[3] == ("EventEnvelope(BankAccount/A-1#1 @1 BankAccountOpened(account_id='A-1'))")
 
 
 def _imports(path: Path) -> set[str]:
@@ -103,7 +91,8 @@ def test_render_helpers_use_only_the_standard_library_and_core_types() -> None:
     allowed = {"cqrs_lab.domain", "cqrs_lab.envelope", "cqrs_lab.errors", "cqrs_lab.testing", "pydantic"}
     imported = _imports(PACKAGE / "_render.py")
     foreign = {
-        name for name in imported
+        name
+        for name in imported
         if name.split(".")[0] not in sys.stdlib_module_names and name != "__future__" and name not in allowed
     }
     assert foreign == set()

@@ -11,36 +11,20 @@ from cqrs_lab import (
     CqrsFramework,
     FixedClock,
     MemoryEventStore,
-    MemoryQueryStore,
-    QueryProcessor,
     SequentialIds,
 )
 from cqrs_lab._render import COMMAND, EVENT, VIEW
 from cqrs_lab.examples.bank_account import (
     BankAccount,
-    BankAccountQuery,
     DepositMoney,
     OpenBankAccount,
 )
 from cqrs_lab.notebook import timeline
-
-
-def framework() -> CqrsFramework[BankAccount]:
-    fw = CqrsFramework(
-        BankAccount,
-        MemoryEventStore(),
-        [QueryProcessor(BankAccountQuery, MemoryQueryStore())],
-        clock=FixedClock(),
-        ids=SequentialIds(),
-    )
-    fw.execute("A-1", OpenBankAccount(account_id="A-1"))
-    fw.execute("B-2", OpenBankAccount(account_id="B-2"))
-    fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
-    return fw
+from tests.domain_fixtures import small_bank
 
 
 def test_one_lane_per_stream_with_commands_before_their_events_in_global_order() -> None:
-    picture = timeline(framework())
+    picture = timeline(small_bank())
     assert [lane.name for lane in picture.lanes] == ["BankAccount/A-1", "BankAccount/B-2"]
     first, second = picture.lanes
     assert [(s.kind, s.label, s.column) for s in first.stickies] == [
@@ -55,16 +39,16 @@ def test_one_lane_per_stream_with_commands_before_their_events_in_global_order()
 
 
 def test_events_without_command_metadata_get_no_command_sticky() -> None:
-    fw = framework()
+    fw = small_bank()
     stripped = [replace(e, metadata={}) for e in fw.event_store.read_all()]
     picture = timeline(stripped)
     assert picture.count("command") == 0 and picture.count("event") == 3 and picture.count("view") == 0
 
 
 def test_svg_is_well_formed_deterministic_and_uses_the_legend_colours() -> None:
-    html = timeline(framework())._repr_html_()
-    assert html == timeline(framework())._repr_html_()
-    svg = ElementTree.fromstring(timeline(framework()).svg())
+    html = timeline(small_bank())._repr_html_()
+    assert html == timeline(small_bank())._repr_html_()
+    svg = ElementTree.fromstring(timeline(small_bank()).svg())
     fills = [r.get("fill") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
     assert fills[0] == "#ffffff"  # an explicit background: readable in dark themes too
     assert fills.count(COMMAND.fill) == 1 + 3 and fills.count(EVENT.fill) == 1 + 3
@@ -83,7 +67,7 @@ def test_long_event_names_are_split_between_words() -> None:
 
 
 def test_filters_and_max_events() -> None:
-    fw = framework()
+    fw = small_bank()
     assert [lane.name for lane in timeline(fw, aggregate_id="B-2").lanes] == ["BankAccount/B-2"]
     assert timeline(fw.event_store, after_position=1, to_position=2).count("event") == 1
     cut = timeline(fw, max_events=2)
