@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -331,7 +331,7 @@ class RecordEventStore(ABC):
 
         return write_events_file(self.export_arrow(), path, format)
 
-    def __enter__(self) -> RecordEventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -401,7 +401,7 @@ class RecordQueryStore(ABC):
         self._commit_queries(records, checkpoint)
         return [QueryContext(c.view_id, c.version + 1, c.payload) for c in contexts]
 
-    def __enter__(self) -> RecordQueryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

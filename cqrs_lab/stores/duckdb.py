@@ -306,12 +306,6 @@ class _DuckDBStore:
         """Release this store; the database closes when its last store does. Idempotent."""
         self._finalizer()
 
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     """Event store in a DuckDB file (or ``":memory:"``), queryable with SQL via ``sql()``.
@@ -364,16 +358,33 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                 head = self._head(conn)
                 params: list[Any] = []
                 for position, r in enumerate(records, start=head + 1):
-                    params += (position, r.aggregate_type, r.aggregate_id, r.sequence, r.event_type,
-                               r.event_version, r.payload, r.metadata, r.recorded_at, r.event_id)
+                    params += (
+                        position,
+                        r.aggregate_type,
+                        r.aggregate_id,
+                        r.sequence,
+                        r.event_type,
+                        r.event_version,
+                        r.payload,
+                        r.metadata,
+                        r.recorded_at,
+                        r.event_id,
+                    )
                 try:
                     if snapshot is None:
                         conn.execute(statement, params)  # autocommit: one atomic statement
                     else:
                         with _transaction(conn):
                             conn.execute(statement, params)
-                            conn.execute(_UPSERT_SNAPSHOT, [snapshot.aggregate_type, snapshot.aggregate_id,
-                                                            snapshot.version, snapshot.payload])
+                            conn.execute(
+                                _UPSERT_SNAPSHOT,
+                                [
+                                    snapshot.aggregate_type,
+                                    snapshot.aggregate_id,
+                                    snapshot.version,
+                                    snapshot.payload,
+                                ],
+                            )
                 except _CONFLICTS as exc:
                     self._db.head = None
                     if not retried and self._head(conn) != head:

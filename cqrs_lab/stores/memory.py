@@ -122,8 +122,11 @@ class MemoryEventStore(RecordEventStore):
         from cqrs_lab._render import counts_html
 
         with self._lock:
-            counts = {"events": len(self._log), "streams": len(self._streams),
-                      "snapshots": len(self._snapshots)}
+            counts = {
+                "events": len(self._log),
+                "streams": len(self._streams),
+                "snapshots": len(self._snapshots),
+            }
             per_type = Counter(aggregate_type for aggregate_type, _ in self._streams)
         return counts_html("MemoryEventStore", counts, per_type, "streams")
 

@@ -389,12 +389,6 @@ class _PostgresStore:
         """Release this store; the pool closes when its last store does. Idempotent."""
         self._finalizer()
 
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 class PostgresEventStore(_PostgresStore, RecordEventStore):
     """Event store in a PostgreSQL schema, shared safely by many processes.
@@ -446,8 +440,17 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
             statement = _insert_values(self._q.schema, n)
             params = []
             for r in records:
-                params += (r.aggregate_type, r.aggregate_id, r.sequence, r.event_type, r.event_version,
-                           r.payload, r.metadata, r.recorded_at, str(r.event_id))
+                params += (
+                    r.aggregate_type,
+                    r.aggregate_id,
+                    r.sequence,
+                    r.event_type,
+                    r.event_version,
+                    r.payload,
+                    r.metadata,
+                    r.recorded_at,
+                    str(r.event_id),
+                )
         else:
             statement = self._q.insert_events
             params = [
@@ -471,8 +474,15 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
                 else:
                     with conn.transaction():
                         rows = conn.execute(statement, params).fetchall()
-                        conn.execute(self._q.upsert_snapshot, [snapshot.aggregate_type, snapshot.aggregate_id,
-                                                               snapshot.version, snapshot.payload])
+                        conn.execute(
+                            self._q.upsert_snapshot,
+                            [
+                                snapshot.aggregate_type,
+                                snapshot.aggregate_id,
+                                snapshot.version,
+                                snapshot.payload,
+                            ],
+                        )
             except pg_errors.UniqueViolation as exc:
                 first = records[0]
                 key = [first.aggregate_type, first.aggregate_id]
