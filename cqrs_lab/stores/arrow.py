@@ -23,6 +23,7 @@ __all__ = [
     "EventFormat",
     "event_arrow_schema",
     "format_for",
+    "number_positions",
     "read_events_file",
     "to_event_table",
     "write_events_file",
@@ -73,6 +74,20 @@ def format_for(path: str | Path, fmt: str | None = None) -> EventFormat:
             "use .parquet, .jsonl (or .jsonl.gz) or .csv, or pass the format explicitly"
         )
     return _SUFFIXES[suffix]
+
+
+def number_positions(table: pa.Table, head: int) -> pa.Table:
+    """``table`` in input position order (stable), its positions replaced by head+1, head+2, ..."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    positions = table.column("position")
+    if table.num_rows > 1 and not pc.all(pc.less_equal(positions[:-1], positions[1:])).as_py():
+        table = table.take(pc.sort_indices(positions))  # a stable sort
+    numbered = pa.array(np.arange(head + 1, head + 1 + table.num_rows, dtype=np.int64))
+    index = table.schema.get_field_index("position")
+    return table.set_column(index, table.schema.field(index), numbered)
 
 
 def to_event_table(data: Any) -> pa.Table:

@@ -43,6 +43,7 @@ __all__ = [
     "StoredEvent",
     "StoredQuery",
     "StoredSnapshot",
+    "import_conflict",
     "validate_identifier",
 ]
 
@@ -74,6 +75,15 @@ def validate_identifier(name: str, what: str = "schema name") -> str:
             "not starting with a digit (it is quoted into SQL, so nothing else is accepted)"
         )
     return name
+
+
+def import_conflict(aggregate_type: str, aggregate_id: str, sequence: object, stored: bool) -> str:
+    """The message of an import refused for one key: ``stored`` (else it is twice in the input)."""
+    why = "is already stored" if stored else "appears twice in the input"
+    return (
+        f"cannot import: event {aggregate_type}/{aggregate_id} sequence {sequence} {why}. "
+        "Nothing was imported; remove the events that are already stored or repeated."
+    )
 
 
 @dataclass(frozen=True, slots=True)

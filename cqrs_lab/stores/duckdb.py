@@ -37,7 +37,13 @@ from cqrs_lab.errors import (
     StoreUnavailableError,
 )
 from cqrs_lab.stores import _sql
-from cqrs_lab.stores.base import RecordEventStore, RecordQueryStore, StoredQuery, StoredSnapshot
+from cqrs_lab.stores.base import (
+    RecordEventStore,
+    RecordQueryStore,
+    StoredQuery,
+    StoredSnapshot,
+    import_conflict,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,6 +74,7 @@ _DELETE_QUERIES = _sql_for(_sql.DELETE_QUERIES)
 _LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
 _SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
 _DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
+_STORED = "is already stored"
 _IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
 
 # DuckDB only: loading a stream is a scan of the whole table without an index on
@@ -84,20 +91,6 @@ _IMPORT = (
     " event_type, event_version, payload::JSON, metadata::JSON, recorded_at, event_id"
     f" FROM {_IMPORT_VIEW}"
 )
-
-
-def _numbered(table: pa.Table, head: int) -> pa.Table:
-    """``table`` in input position order (stable), its positions replaced by head+1, head+2, ..."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    positions = table.column("position")
-    if table.num_rows > 1 and not pc.all(pc.less_equal(positions[:-1], positions[1:])).as_py():
-        table = table.take(pc.sort_indices(positions))  # a stable sort
-    numbered = pa.array(np.arange(head + 1, head + 1 + table.num_rows, dtype=np.int64))
-    index = table.schema.get_field_index("position")
-    return table.set_column(index, table.schema.field(index), numbered)
 
 
 @lru_cache(maxsize=64)
@@ -399,7 +392,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
         """Append an event table atomically (registered with DuckDB, one INSERT ... SELECT)."""
-        from cqrs_lab.stores.arrow import to_event_table
+        from cqrs_lab.stores.arrow import number_positions, to_event_table
 
         self._writable("import events")
         table = to_event_table(data)
@@ -413,7 +406,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             retried = False
             while True:
                 head = self._head(conn)
-                conn.register(_IMPORT_VIEW, _numbered(table, head))
+                conn.register(_IMPORT_VIEW, number_positions(table, head))
                 try:
                     conn.execute(_IMPORT)
                 except _CONFLICTS as exc:
@@ -441,10 +434,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             return ConcurrencyError(
                 "cannot import: another writer stored some of these events first. Nothing was imported."
             )
-        return ConcurrencyError(
-            f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
-            "Nothing was imported; remove the events that are already stored."
-        )
+        return ConcurrencyError(import_conflict(taken[0], taken[1], taken[2], taken[3] == _STORED))
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table (``event_arrow_schema()``)."""

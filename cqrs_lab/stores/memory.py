@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from cqrs_lab.codec import EventCodec, StoredEvent
 from cqrs_lab.errors import ConcurrencyError
-from cqrs_lab.stores.base import RecordEventStore, RecordQueryStore, StoredQuery, StoredSnapshot
+from cqrs_lab.stores.base import (
+    RecordEventStore,
+    RecordQueryStore,
+    StoredQuery,
+    StoredSnapshot,
+    import_conflict,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,10 +44,14 @@ class MemoryEventStore(RecordEventStore):
             stream = self._streams.get((aggregate_type, aggregate_id), [])
             return [r for r in stream if r.sequence > after_sequence]
 
-    def _check(self, records: Sequence[StoredEvent]) -> None:
+    def _check(self, records: Sequence[StoredEvent], importing: bool = False) -> None:
         taken: set[tuple[str, str, int]] = set()
         for r in records:
             key = (r.aggregate_type, r.aggregate_id, r.sequence)
+            if importing and (key in taken or key in self._taken):
+                raise ConcurrencyError(
+                    import_conflict(r.aggregate_type, r.aggregate_id, r.sequence, key in self._taken)
+                )
             if key in taken or key in self._taken:
                 raise ConcurrencyError(
                     f"{r.aggregate_type}/{r.aggregate_id} already has sequence {r.sequence}: "
@@ -50,8 +60,13 @@ class MemoryEventStore(RecordEventStore):
             taken.add(key)
 
     def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+        return self._append(records, snapshot)
+
+    def _append(
+        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None, importing: bool = False
+    ) -> list[int]:
         with self._lock:
-            self._check(records)
+            self._check(records, importing)
             positions = []
             for r in records:
                 stored = r._replace(position=len(self._log) + 1)
@@ -97,7 +112,7 @@ class MemoryEventStore(RecordEventStore):
             )
             for row in table.to_pylist()
         ]
-        return len(self._append_records(records, None))
+        return len(self._append(records, None, importing=True))
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table."""

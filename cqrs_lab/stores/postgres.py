@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -64,6 +65,7 @@ from cqrs_lab.stores.base import (
     RecordQueryStore,
     StoredQuery,
     StoredSnapshot,
+    import_conflict,
     validate_identifier,
 )
 
@@ -74,7 +76,7 @@ __all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
 
 DSN_ENV = "CQRS_LAB_POSTGRES_DSN"
 DEFAULT_SCHEMA = "cqrs_lab"
-_IMPORT_TABLE = "_cqrs_lab_import"
+_IMPORT_BATCH = 10_000
 _EXPORT_BATCH = 10_000
 
 # PostgreSQL only: the log head, and commits that take their positions from it.
@@ -124,18 +126,11 @@ def _insert_values(schema: str, rows: int) -> str:
     RETURNING position"""
 
 
-_CREATE_IMPORT_TABLE = f"""
-    CREATE TEMPORARY TABLE {_IMPORT_TABLE} (
-        position BIGINT, aggregate_type TEXT, aggregate_id TEXT, sequence BIGINT, event_type TEXT,
-        event_version TEXT, payload TEXT, metadata TEXT, recorded_at TIMESTAMPTZ, event_id TEXT
-    ) ON COMMIT DROP"""
-_COPY_IMPORT = f"COPY {_IMPORT_TABLE} ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
-_IMPORT = f"""{_TAKE_POSITIONS}
-    INSERT INTO {{schema}}.events ({_sql.EVENT_COLUMN_LIST})
-    SELECT head.base + row_number() OVER (ORDER BY i.position), i.aggregate_type, i.aggregate_id,
-           i.sequence, i.event_type, i.event_version, i.payload::JSONB, i.metadata::JSONB,
-           i.recorded_at, i.event_id
-    FROM head, {_IMPORT_TABLE} AS i"""
+_TAKE_IMPORT_POSITIONS = _TAKE_POSITIONS + " SELECT base FROM head"
+_COPY_EVENTS = f"COPY {{schema}}.events ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
+_EVENT_EXISTS = "SELECT 1 FROM {schema}.events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
+# "Key (aggregate_type, aggregate_id, sequence)=(Ledger, a-1, 3) already exists."
+_KEY_DETAIL = re.compile(r"\)=\(([^,]*), (.*), (\d+)\) already exists")
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
 
 
@@ -154,10 +149,9 @@ class _Statements:
     stream_version: str
     insert_events: str
     export: str
-    create_import: str
-    copy_import: str
-    import_conflict: str
-    import_events: str
+    take_positions: str
+    copy_events: str
+    event_exists: str
     load_snapshot: str
     upsert_snapshot: str
     load_query: str
@@ -193,10 +187,9 @@ def _statements(schema: str) -> _Statements:
         stream_version=r(_sql.STREAM_VERSION),
         insert_events=r(_INSERT_EVENTS),
         export=r(_sql.EXPORT),
-        create_import=r(_CREATE_IMPORT_TABLE),
-        copy_import=r(_COPY_IMPORT),
-        import_conflict=r(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_TABLE)),
-        import_events=r(_IMPORT),
+        take_positions=r(_TAKE_IMPORT_POSITIONS),
+        copy_events=r(_COPY_EVENTS),
+        event_exists=r(_EVENT_EXISTS),
         load_snapshot=r(_sql.LOAD_SNAPSHOT),
         upsert_snapshot=r(_sql.UPSERT_SNAPSHOT),
         load_query=r(_sql.LOAD_QUERY),
@@ -492,38 +485,54 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
-        """Append an event table atomically: COPY into a temporary table, then one INSERT ... SELECT."""
-        from cqrs_lab.stores.arrow import to_event_table
+        """Append an event table atomically: positions from ``log_head``, then COPY into ``events``.
+
+        One transaction: the log head is moved by the row count (its lock held to
+        the commit, as for any commit), and the rows are copied straight into the
+        events table in position order, 10,000 at a time, so only one batch is
+        ever held as Python objects. A taken sequence (or one twice in the input)
+        violates the table's key; the transaction is rolled back and only then is
+        the key looked up, to say which case it was.
+        """
+        from cqrs_lab.stores.arrow import number_positions, to_event_table
 
         table = to_event_table(data)
         n = table.num_rows
         if n == 0:
             return 0
-        columns = [table.column(name).to_pylist() for name in EVENT_COLUMNS]
         with self._connection("import events") as conn:
             try:
                 with conn.transaction():
-                    conn.execute(self._q.create_import)
-                    with conn.cursor() as cursor, cursor.copy(self._q.copy_import) as copy:
-                        for row in zip(*columns, strict=True):
-                            copy.write_row(row)
-                    taken = conn.execute(self._q.import_conflict).fetchone()
-                    if taken is not None:
-                        raise ConcurrencyError(
-                            f"cannot import: event {taken[0]}/{taken[1]} sequence {taken[2]} {taken[3]}. "
-                            "Nothing was imported; remove the events that are already stored."
-                        )
-                    conn.execute(self._q.import_events, [n, n])
+                    row = conn.execute(self._q.take_positions, [n, n]).fetchone()
+                    assert row is not None
+                    numbered = number_positions(table, int(row[0]))
+                    with conn.cursor() as cursor, cursor.copy(self._q.copy_events) as copy:
+                        for batch in numbered.to_batches(max_chunksize=_IMPORT_BATCH):
+                            columns = [batch.column(name).to_pylist() for name in EVENT_COLUMNS]
+                            for values in zip(*columns, strict=True):
+                                copy.write_row(values)
             except pg_errors.UniqueViolation as exc:
-                raise ConcurrencyError(
-                    "cannot import: another writer stored some of these events first. Nothing was imported."
-                ) from exc
+                raise self._import_conflict(conn, exc) from exc
             except (pg_errors.InvalidTextRepresentation, pg_errors.InvalidParameterValue) as exc:
                 raise CorruptRecordError(
                     f"cannot import: a payload or metadata value is not valid JSON ({str(exc).strip()}). "
                     "Nothing was imported."
                 ) from exc
         return int(n)
+
+    def _import_conflict(
+        self, conn: psycopg.Connection[Any], exc: pg_errors.UniqueViolation
+    ) -> ConcurrencyError:
+        """Which key a refused import hit (read from the error, checked after the rollback)."""
+        found = _KEY_DETAIL.search(exc.diag.message_detail or "")
+        if found is None:
+            return ConcurrencyError(
+                "cannot import: some of these events are already stored or appear twice in the "
+                f"input ({str(exc).strip()}). Nothing was imported."
+            )
+        aggregate_type, aggregate_id, sequence = found.groups()
+        stored = conn.execute(self._q.event_exists, [aggregate_type, aggregate_id, int(sequence)]).fetchone()
+        return ConcurrencyError(import_conflict(aggregate_type, aggregate_id, sequence, stored is not None))
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table, fetched in batches."""
