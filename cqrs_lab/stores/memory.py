@@ -7,7 +7,7 @@ stores keep them, so a type that does not round-trip fails here already.
 from __future__ import annotations
 
 import threading
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["MemoryEventStore", "MemoryQueryStore"]
 
 
+def _sequence(record: StoredEvent) -> int:
+    return record.sequence
+
+
 class MemoryEventStore(RecordEventStore):
     """Events in a list in commit order; ``position`` is the index + 1."""
 
@@ -42,7 +46,7 @@ class MemoryEventStore(RecordEventStore):
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._lock:
             stream = self._streams.get((aggregate_type, aggregate_id), [])
-            return [r for r in stream if r.sequence > after_sequence]
+            return stream[bisect_right(stream, after_sequence, key=_sequence) :]
 
     def _check(self, records: Sequence[StoredEvent], importing: bool = False) -> None:
         taken: set[tuple[str, str, int]] = set()
@@ -73,9 +77,7 @@ class MemoryEventStore(RecordEventStore):
                 self._log.append(stored)
                 self._taken.add((r.aggregate_type, r.aggregate_id, r.sequence))
                 insort(
-                    self._streams.setdefault((r.aggregate_type, r.aggregate_id), []),
-                    stored,
-                    key=lambda s: s.sequence,
+                    self._streams.setdefault((r.aggregate_type, r.aggregate_id), []), stored, key=_sequence
                 )
                 positions.append(stored.position)
             if snapshot is not None:
