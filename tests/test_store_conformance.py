@@ -679,6 +679,15 @@ def test_import_assigns_positions_anew_in_input_position_order(backend: Backend)
     assert store.commit([env("x", 3)])[0].position == 5
 
 
+def test_a_stream_loads_in_sequence_order_whatever_order_it_was_stored_in(backend: Backend) -> None:
+    store = backend.event_store()
+    rows = [{**_row("x", s), "position": p} for p, s in enumerate([3, 1, 4, 2, 5], start=1)]
+    assert store.import_arrow(rows) == 5
+    assert [e.sequence for e in store.read_all()] == [3, 1, 4, 2, 5]
+    assert [e.sequence for e in store.load_events(TALLY, "x")] == [1, 2, 3, 4, 5]
+    assert [e.sequence for e in store.load_events(TALLY, "x", after_sequence=2)] == [3, 4, 5]
+
+
 def _row(aggregate_id: str, sequence: int) -> dict[str, Any]:
     return {
         "aggregate_type": TALLY,

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,11 @@ def _sql_for(template: str) -> str:
     return _sql.render(template, schema="main", json="JSON")
 
 
-_LOAD_STREAM = _sql_for(_sql.LOAD_STREAM)
+# Without ORDER BY: sorting in DuckDB costs a fixed ~0.5 ms per query (more than the
+# whole read of a short tail), while Python re-sorts rows that arrive nearly in order
+# in linear time. _load_records sorts them.
+_LOAD_STREAM = _sql_for(_sql.LOAD_STREAM.removesuffix(" ORDER BY sequence"))
+_BY_SEQUENCE = itemgetter(2)
 _READ_ALL = _sql_for(_sql.READ_ALL)
 _STREAM_VERSION = _sql_for(_sql.STREAM_VERSION)
 _MAX_POSITION = _sql_for(_sql.MAX_POSITION)
@@ -321,6 +326,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._locked() as conn:
             rows = conn.execute(_LOAD_STREAM, [aggregate_type, aggregate_id, after_sequence]).fetchall()
+        rows.sort(key=_BY_SEQUENCE)
         return [StoredEvent(*row) for row in rows]
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
