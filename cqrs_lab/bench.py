@@ -724,15 +724,18 @@ W2_SNAPSHOT_EVERY = 100
 def w2_stream(places: _Places, size: Size, side: str) -> float:
     """W2: one aggregate grows to ``size.stream`` events, ``size.batch`` per command; events/s.
 
-    ``side`` "snapshot" is the framework with ``snapshot_every=W2_SNAPSHOT_EVERY``.
+    ``side`` "framework" is the default framework (its aggregate cache on);
+    "nocache" is the framework with ``cache_size=0`` (every command replays the
+    stream), and "snapshot" that plus ``snapshot_every=W2_SNAPSHOT_EVERY``.
     """
     n, batch = size.stream, size.batch
     commands = n // batch
     with _site(places) as site:
-        if side in ("framework", "snapshot"):
+        if side != "raw":
             store = site.event_store()
             every = W2_SNAPSHOT_EVERY if side == "snapshot" else None
-            fw = CqrsFramework(Ledger, store, snapshot_every=every)
+            cache: dict[str, Any] = {} if side == "framework" else {"cache_size": 0}
+            fw = CqrsFramework(Ledger, store, snapshot_every=every, **cache)
             command = PostBatch(n=batch)
             seconds, _ = _timed(lambda: [fw.execute("w2", command) for _ in range(commands)])
             _check(fw.load("w2").entries == commands * batch, "W2 ledger has the wrong number of entries")
@@ -770,12 +773,13 @@ def w3_load(places: _Places, size: Size) -> tuple[float, float, float]:
     with _site(places) as site:
         store = site.event_store()
         store.import_arrow(event_table(n - 2 * batch, ["w3"]))
-        snapshots = CqrsFramework(Ledger, store, snapshot_every=n - batch)
+        # cache_size=0: every load reads the store, as a fresh process would.
+        snapshots = CqrsFramework(Ledger, store, snapshot_every=n - batch, cache_size=0)
         snapshots.execute("w3", PostBatch(n=batch))
         snapshots.execute("w3", PostBatch(n=batch))
         snapshot = store.load_snapshot(Ledger.aggregate_type, "w3")
         _check(snapshot is not None and snapshot.version == n - batch, "W3 snapshot is missing")
-        plain = CqrsFramework(Ledger, store)
+        plain = CqrsFramework(Ledger, store, cache_size=0)
         full, ledger = _timed_median(lambda: plain.load("w3"))
         _check(ledger.entries == n, f"W3 loaded {ledger.entries} entries, expected {n}")
         fast, ledger = _timed_median(lambda: snapshots.load("w3"))
@@ -1162,19 +1166,20 @@ def _bench_w1(run: _Run, store: str) -> list[Result]:
 
 
 def _bench_w2(run: _Run, store: str) -> list[Result]:
-    """W2 as specified, plus (no target) the same with a snapshot every 100 events."""
+    """W2 as specified (default settings: the aggregate cache on), plus (no target) the
+    same without the cache, and without it but with a snapshot every 100 events."""
     n, batch = run.size.stream, run.size.batch
     title = f"one aggregate grows to {n:,} events, {batch} per command"
     places = run.places(store)
-    rounds = run.runs(
-        lambda: [w2_stream(places, run.size, side) for side in ("framework", "raw", "snapshot")]
-    )
-    plain, raw, snap = ([r[i] for r in rounds] for i in range(3))
+    sides = ("framework", "raw", "nocache", "snapshot")
+    rounds = run.runs(lambda: [w2_stream(places, run.size, side) for side in sides])
+    plain, raw, nocache, snap = ([r[i] for r in rounds] for i in range(len(sides)))
     return [
         _result("W2", store, title, "events/s", n, plain, raw),
+        _result("W2", store, f"{title}, cache_size=0", "events/s", n, nocache, raw, variant="nocache"),
         _result(
-            "W2", store, f"{title}, snapshot_every={W2_SNAPSHOT_EVERY}", "events/s", n, snap, raw,
-            variant="snapshot",
+            "W2", store, f"{title}, cache_size=0, snapshot_every={W2_SNAPSHOT_EVERY}", "events/s", n,
+            snap, raw, variant="snapshot",
         ),
     ]  # fmt: skip
 
@@ -1395,8 +1400,10 @@ def _notes(result: Result) -> str:
     notes = []
     if result.baseline_name not in ("", "raw"):
         notes.append(f"baseline: {result.baseline_name}")
+    if result.workload == "W2" and result.variant == "nocache":
+        notes.append("informational: the aggregate cache off, every command replays the stream")
     if result.workload == "W2" and result.variant == "snapshot":
-        notes.append("informational: the framework's answer to long streams")
+        notes.append("informational: snapshots instead of the cache")
     if "raw_used_bytes" in result.extra:
         notes.append(f"raw baseline: {_mb(int(result.extra['raw_used_bytes']))}")
     elif result.baseline_peak_rss is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
@@ -64,6 +67,54 @@ def replay(aggregate_cls: type[A], envelopes: Sequence[EventEnvelope], start: A 
     return aggregate
 
 
+@dataclass(slots=True)
+class _Cached(Generic[A]):
+    """An aggregate's state after the event ``event_id`` at sequence ``version``.
+
+    ``state`` is never handed out (callers get deep copies), so nothing but the
+    cache changes it, and only while the entry is taken out of the cache.
+    """
+
+    version: int
+    event_id: str
+    state: A
+
+
+class _AggregateCache(Generic[A]):
+    """The latest known state of up to ``size`` aggregates (least recently used go first).
+
+    An entry is *taken* (removed) by whoever updates its state and *put* back
+    after, so two threads never change one state object; a thread that finds
+    nothing simply loads from the store.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, _Cached[A]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, aggregate_id: str) -> _Cached[A] | None:
+        with self._lock:
+            return self._entries.pop(aggregate_id, None)
+
+    def put(self, aggregate_id: str, entry: _Cached[A]) -> None:
+        with self._lock:
+            current = self._entries.get(aggregate_id)
+            if current is not None and current.version >= entry.version:
+                return
+            self._entries[aggregate_id] = entry
+            self._entries.move_to_end(aggregate_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def _dispatcher_name(dispatcher: object) -> str:
     return str(getattr(dispatcher, "name", None) or type(dispatcher).__name__)
 
@@ -75,6 +126,16 @@ class CqrsFramework(Generic[A]):
     times. ``snapshot_every=N`` stores the aggregate's state with the commit that
     crosses each multiple of N events, and loads from the latest snapshot.
     ``clock`` and ``ids`` make runs repeatable (``FixedClock``, ``SequentialIds``).
+
+    ``cache_size`` keeps the state of that many recently used aggregates in
+    memory (0 turns the cache off). A cached aggregate is still checked against
+    the store on every load: one query fetches the stream from the cached
+    version on, and the cached state is used only if the event stored at that
+    version is the one it was built from; newer events (from other processes
+    too) are applied to it, and anything else means a full reload. Committed
+    events are applied to the cache as the store's codec decodes them, so the
+    cached state is the state a reload would give. Callers (and ``handle``)
+    always get a copy.
     """
 
     def __init__(
@@ -87,11 +148,14 @@ class CqrsFramework(Generic[A]):
         clock: Clock | None = None,
         ids: IdSource | None = None,
         snapshot_every: int | None = None,
+        cache_size: int = 256,
     ) -> None:
         if retries < 0:
             raise ConfigurationError(f"retries must be 0 or more, not {retries}")
         if snapshot_every is not None and snapshot_every < 1:
             raise ConfigurationError(f"snapshot_every must be 1 or more (or None), not {snapshot_every}")
+        if cache_size < 0:
+            raise ConfigurationError(f"cache_size must be 0 (no cache) or more, not {cache_size}")
         self.aggregate_cls = aggregate_cls
         self.event_store = event_store
         self.dispatchers = list(dispatchers)
@@ -99,6 +163,7 @@ class CqrsFramework(Generic[A]):
         self.clock: Clock = clock or system_clock
         self.ids: IdSource = ids or uuid4_ids
         self.snapshot_every = snapshot_every
+        self.cache: _AggregateCache[A] | None = _AggregateCache(cache_size) if cache_size else None
 
     @property
     def aggregate_type(self) -> str:
@@ -106,7 +171,38 @@ class CqrsFramework(Generic[A]):
 
     # -- loading -----------------------------------------------------------
     def load_context(self, aggregate_id: str) -> AggregateContext[A]:
-        """The aggregate with its version: latest snapshot (if enabled) plus later events."""
+        """The aggregate with its version: from the cache, or the latest snapshot (if
+        enabled) plus later events. The payload is the caller's own copy."""
+        cache = self.cache
+        if cache is not None:
+            entry = cache.take(aggregate_id)
+            if entry is not None:
+                context = self._load_cached(aggregate_id, entry, cache)
+                if context is not None:
+                    return context
+        context, last_event_id = self._load_stored(aggregate_id)
+        if cache is not None and last_event_id is not None:
+            state = context.payload.model_copy(deep=True)
+            cache.put(aggregate_id, _Cached(context.version, last_event_id, state))
+        return context
+
+    def _load_cached(
+        self, aggregate_id: str, entry: _Cached[A], cache: _AggregateCache[A]
+    ) -> AggregateContext[A] | None:
+        """The cached state brought up to date (``entry`` is taken out), or None when stale."""
+        envelopes = self.event_store.load_events(
+            self.aggregate_type, aggregate_id, after_sequence=entry.version - 1
+        )
+        if not envelopes or envelopes[0].sequence != entry.version or envelopes[0].event_id != entry.event_id:
+            return None  # the stream is not the one the state was built from
+        if len(envelopes) > 1:
+            replay(self.aggregate_cls, envelopes[1:], entry.state)  # on failure the entry is dropped
+            entry = _Cached(envelopes[-1].sequence, envelopes[-1].event_id, entry.state)
+        cache.put(aggregate_id, entry)
+        return AggregateContext(aggregate_id, entry.version, entry.state.model_copy(deep=True))
+
+    def _load_stored(self, aggregate_id: str) -> tuple[AggregateContext[A], str | None]:
+        """Snapshot plus events, and the id of the last event applied (None if unknown)."""
         start: A | None = None
         version = 0
         if self.snapshot_every is not None:
@@ -122,13 +218,15 @@ class CqrsFramework(Generic[A]):
                         f"{self.aggregate_cls.__qualname__} ({exc.error_count()} error(s)); "
                         "rebuilding from events. It is replaced at the next snapshot.",
                         SnapshotIgnoredWarning,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
         envelopes = self.event_store.load_events(self.aggregate_type, aggregate_id, after_sequence=version)
         aggregate = replay(self.aggregate_cls, envelopes, start)
+        last_event_id = None
         if envelopes:
             version = envelopes[-1].sequence
-        return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate)
+            last_event_id = envelopes[-1].event_id
+        return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate), last_event_id
 
     def load(self, aggregate_id: str) -> A:
         """The current state of one aggregate."""
@@ -184,8 +282,41 @@ class CqrsFramework(Generic[A]):
                     raise
                 attempt += 1
                 continue
+            if self.cache is not None:
+                self._cache_commit(aggregate_id, context.version, committed, self.cache)
             self._dispatch(aggregate_id, committed)
             return committed
+
+    def _cache_commit(
+        self,
+        aggregate_id: str,
+        version: int,
+        committed: Sequence[EventEnvelope],
+        cache: _AggregateCache[A],
+    ) -> None:
+        """Apply a command's committed events to the cached state it was handled on.
+
+        The events are applied as the store's codec decodes them, so the state is
+        exactly what a reload would build. Any failure just drops the entry.
+        """
+        entry = cache.take(aggregate_id)
+        if entry is None:
+            if version != 0:
+                return
+            entry = _Cached(0, "", self.aggregate_cls())  # a new aggregate: known without a load
+        if entry.version != version:
+            cache.put(aggregate_id, entry)  # not the state it was handled on: checked at its next load
+            return
+        codec = self.event_store.codec
+        try:
+            for envelope in committed:
+                event = envelope.payload
+                stored = codec.decode(event.event_type, event.event_version, codec.encode(event), "")
+                entry.state.apply(stored)
+        except Exception:
+            return
+        last = committed[-1]
+        cache.put(aggregate_id, _Cached(last.sequence, last.event_id, entry.state))
 
     def _handle(self, context: AggregateContext[A], command: Command) -> list[Event]:
         try:

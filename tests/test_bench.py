@@ -48,7 +48,7 @@ def test_every_workload_runs_on_every_store_it_applies_to(small_run: dict[str, A
     assert {r["store"] for r in small_run["results"] if r["workload"] == "W7"} == {"postgres"}
     assert {r["store"] for r in small_run["results"] if r["workload"] == "W8"} == {"duckdb"}
     variants = {(r["workload"], r["variant"]) for r in small_run["results"]}
-    assert {("W2", "snapshot"), ("W3", "snapshot"), ("W5", "memory")} <= variants
+    assert {("W2", "nocache"), ("W2", "snapshot"), ("W3", "snapshot"), ("W5", "memory")} <= variants
 
 
 @pytest.mark.postgres

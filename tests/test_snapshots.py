@@ -116,7 +116,7 @@ def test_snapshot_that_no_longer_decodes_is_ignored_with_a_warning_and_rebuilt_f
     total = len(store.load_events("BankAccount", "A-1"))
 
     recording = RecordingStore(store)
-    current = CqrsFramework(BankAccount, recording, snapshot_every=2)
+    current = CqrsFramework(BankAccount, recording, snapshot_every=2, cache_size=0)  # every load reads
     with pytest.warns(SnapshotIgnoredWarning, match=r"BankAccount/A-1 .*rebuilding from events"):
         loaded = current.load("A-1")
     assert recording.loads == [(0, total)]
