@@ -167,6 +167,17 @@ class EventCodec:
         """The JSON text stored for ``event``."""
         return event.model_dump_json()
 
+    def validator(self, event_type: str, event_version: str) -> Callable[[str], Event] | None:
+        """A function that validates a JSON payload of ``event_type`` stored at
+        ``event_version`` straight into its class, or None when that takes more
+        (an unknown type, an upcast): then use ``decode``. Stores fetch it once per
+        batch of rows; its errors are pydantic's, so on one, call ``decode`` for the
+        row to get the message that names it."""
+        cls = self._types.get(event_type)
+        if cls is None or event_version != cls.event_version:
+            return None
+        return cls.__pydantic_validator__.validate_json
+
     def decode(
         self,
         event_type: str,

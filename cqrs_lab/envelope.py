@@ -6,7 +6,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -22,6 +22,7 @@ __all__ = [
     "QueryContext",
     "SequentialIds",
     "caused_by",
+    "envelope_of",
     "system_clock",
     "uuid4_ids",
 ]
@@ -112,7 +113,7 @@ class EventEnvelope:
 
     def with_position(self, position: int) -> EventEnvelope:
         # Field by field: dataclasses.replace costs four times as much, once per committed event.
-        return EventEnvelope(
+        return envelope_of(
             self.aggregate_type,
             self.aggregate_id,
             self.sequence,
@@ -137,6 +138,58 @@ class EventEnvelope:
 
 EventContext = EventEnvelope
 """The seed's name for ``EventEnvelope``."""
+
+_ENVELOPE_FIELDS = (
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "payload",
+    "metadata",
+    "recorded_at",
+    "event_id",
+    "position",
+)
+if tuple(f.name for f in fields(EventEnvelope)) != _ENVELOPE_FIELDS:  # pragma: no cover - edit guard
+    raise AssertionError("envelope_of() must set exactly the fields of EventEnvelope, in order")
+_NEW = object.__new__
+(
+    _SET_TYPE,
+    _SET_ID,
+    _SET_SEQUENCE,
+    _SET_PAYLOAD,
+    _SET_METADATA,
+    _SET_RECORDED_AT,
+    _SET_EVENT_ID,
+    _SET_POSITION,
+) = (getattr(EventEnvelope, name).__set__ for name in _ENVELOPE_FIELDS)
+
+
+def envelope_of(
+    aggregate_type: str,
+    aggregate_id: str,
+    sequence: int,
+    payload: Event,
+    metadata: Mapping[str, str],
+    recorded_at: datetime,
+    event_id: str,
+    position: int,
+) -> EventEnvelope:
+    """``EventEnvelope(...)`` with every field given, at less than half the cost.
+
+    The generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__`` and checks for default factories; stores build one
+    envelope per row read, so they set the slots directly instead.
+    """
+    envelope: EventEnvelope = _NEW(EventEnvelope)
+    _SET_TYPE(envelope, aggregate_type)
+    _SET_ID(envelope, aggregate_id)
+    _SET_SEQUENCE(envelope, sequence)
+    _SET_PAYLOAD(envelope, payload)
+    _SET_METADATA(envelope, metadata)
+    _SET_RECORDED_AT(envelope, recorded_at)
+    _SET_EVENT_ID(envelope, event_id)
+    _SET_POSITION(envelope, position)
+    return envelope
 
 
 def caused_by(envelope: EventEnvelope) -> dict[str, str]:

@@ -27,7 +27,7 @@ from cqrs_lab.errors import (
     DispatchError,
     TechnicalError,
 )
-from cqrs_lab.stores.base import EventStore, QueryStore, StoredSnapshot
+from cqrs_lab.stores.base import EventStore, QueryStore, RecordEventStore, StoredSnapshot
 
 __all__ = [
     "CqrsFramework",
@@ -59,12 +59,49 @@ def replay(aggregate_cls: type[A], envelopes: Sequence[EventEnvelope], start: A 
         try:
             aggregate.apply(envelope.payload)
         except Exception as exc:
-            raise TechnicalError(
-                f"{aggregate_cls.__qualname__}.apply failed on {envelope.event_type} "
-                f"({envelope.aggregate_type}/{envelope.aggregate_id} sequence "
-                f"{envelope.sequence}): {exc!r}. apply() must accept every stored event."
+            raise _apply_failed(
+                aggregate_cls,
+                envelope.payload,
+                envelope.aggregate_type,
+                envelope.aggregate_id,
+                envelope.sequence,
+                exc,
             ) from exc
     return aggregate
+
+
+def _replay_stream(
+    aggregate_cls: type[A],
+    aggregate_id: str,
+    stream: Sequence[tuple[int, str, Event]],
+    start: A | None = None,
+) -> A:
+    """``replay`` for the ``(sequence, event_id, event)`` rows of ``RecordEventStore.load_stream``."""
+    aggregate = aggregate_cls() if start is None else start
+    apply = aggregate.apply
+    for sequence, _, event in stream:
+        try:
+            apply(event)
+        except Exception as exc:
+            raise _apply_failed(
+                aggregate_cls, event, aggregate_cls.aggregate_type, aggregate_id, sequence, exc
+            ) from exc
+    return aggregate
+
+
+def _apply_failed(
+    aggregate_cls: type[Aggregate],
+    event: Event,
+    aggregate_type: str,
+    aggregate_id: str,
+    sequence: int,
+    exc: Exception,
+) -> TechnicalError:
+    return TechnicalError(
+        f"{aggregate_cls.__qualname__}.apply failed on {event.event_type} "
+        f"({aggregate_type}/{aggregate_id} sequence {sequence}): {exc!r}. "
+        "apply() must accept every stored event."
+    )
 
 
 @dataclass(slots=True)
@@ -190,14 +227,14 @@ class CqrsFramework(Generic[A]):
         self, aggregate_id: str, entry: _Cached[A], cache: _AggregateCache[A]
     ) -> AggregateContext[A] | None:
         """The cached state brought up to date (``entry`` is taken out), or None when stale."""
-        envelopes = self.event_store.load_events(
-            self.aggregate_type, aggregate_id, after_sequence=entry.version - 1
-        )
-        if not envelopes or envelopes[0].sequence != entry.version or envelopes[0].event_id != entry.event_id:
+        stream = self._stream(aggregate_id, entry.version - 1)
+        if not stream or stream[0][0] != entry.version or stream[0][1] != entry.event_id:
             return None  # the stream is not the one the state was built from
-        if len(envelopes) > 1:
-            replay(self.aggregate_cls, envelopes[1:], entry.state)  # on failure the entry is dropped
-            entry = _Cached(envelopes[-1].sequence, envelopes[-1].event_id, entry.state)
+        if len(stream) > 1:
+            _replay_stream(
+                self.aggregate_cls, aggregate_id, stream[1:], entry.state
+            )  # failure drops the entry
+            entry = _Cached(stream[-1][0], stream[-1][1], entry.state)
         cache.put(aggregate_id, entry)
         return AggregateContext(aggregate_id, entry.version, entry.state.model_copy(deep=True))
 
@@ -220,13 +257,20 @@ class CqrsFramework(Generic[A]):
                         SnapshotIgnoredWarning,
                         stacklevel=4,
                     )
-        envelopes = self.event_store.load_events(self.aggregate_type, aggregate_id, after_sequence=version)
-        aggregate = replay(self.aggregate_cls, envelopes, start)
+        stream = self._stream(aggregate_id, version)
+        aggregate = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
         last_event_id = None
-        if envelopes:
-            version = envelopes[-1].sequence
-            last_event_id = envelopes[-1].event_id
+        if stream:
+            version, last_event_id, _ = stream[-1]
         return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate), last_event_id
+
+    def _stream(self, aggregate_id: str, after_sequence: int) -> list[tuple[int, str, Event]]:
+        """``(sequence, event_id, event)`` after ``after_sequence``: without envelopes on our stores."""
+        store = self.event_store
+        if isinstance(store, RecordEventStore):
+            return store.load_stream(self.aggregate_type, aggregate_id, after_sequence=after_sequence)
+        envelopes = store.load_events(self.aggregate_type, aggregate_id, after_sequence=after_sequence)
+        return [(e.sequence, e.event_id, e.payload) for e in envelopes]
 
     def load(self, aggregate_id: str) -> A:
         """The current state of one aggregate."""

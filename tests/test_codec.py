@@ -170,3 +170,26 @@ def test_missing_upcaster_says_which_version_to_register() -> None:
 def test_upcaster_to_same_version_is_rejected() -> None:
     with pytest.raises(ConfigurationError):
         EventCodec().register_upcaster("x", "1.0", "1.0", lambda d: d)
+
+
+def test_envelope_of_builds_the_same_envelope_as_the_constructor() -> None:
+    from datetime import UTC, datetime
+
+    from cqrs_lab.envelope import EventEnvelope, envelope_of
+
+    values = ("T", "id-1", 3, Incremented(by=2), {"k": "v"}, datetime(2024, 1, 1, tzinfo=UTC), "e-1", 9)
+    built = envelope_of(*values)
+    assert built == EventEnvelope(*values)
+    assert repr(built) == repr(EventEnvelope(*values))
+    assert built.with_position(10).position == 10
+    with pytest.raises(AttributeError):
+        built.sequence = 4  # type: ignore[misc]
+
+
+def test_codec_validator_is_only_given_for_current_versions_of_known_types() -> None:
+    codec = EventCodec()
+    codec.register(Incremented)
+    validate = codec.validator(Incremented.event_type, Incremented.event_version)
+    assert validate is not None and validate('{"by": 5}') == Incremented(by=5)
+    assert codec.validator(Incremented.event_type, "0.9") is None
+    assert codec.validator("nobody.Knows", "1.0") is None

@@ -378,6 +378,10 @@ def test_unknown_event_type_row_gives_error_naming_aggregate_and_sequence(backen
     assert "conformance.Vanished" in message
     with pytest.raises(UnknownEventTypeError, match="sequence 2"):
         list(store.read_all())
+    with pytest.raises(UnknownEventTypeError, match=r"Tally/bad sequence 2.*conformance\.Vanished"):
+        store.load_stream(TALLY, "bad")
+    with pytest.raises(UnknownEventTypeError, match=r"Tally/bad sequence 2"):
+        CqrsFramework(Tally, store).load("bad")
     assert store.load_events(TALLY, "bad", after_sequence=2) == []
     assert store.commit([env("bad", 3)])[0].sequence == 3
 
@@ -401,6 +405,10 @@ def test_corrupt_payload_row_gives_corrupt_record_error_naming_aggregate_and_seq
     assert "Deposited" in str(caught.value)
     with pytest.raises(CorruptRecordError, match="sequence 2"):
         list(store.read_all())
+    with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 2.*Deposited"):
+        store.load_stream(TALLY, "bad")
+    with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 2"):
+        CqrsFramework(Tally, store).load("bad")
     assert [e.sequence for e in store.load_events(TALLY, "bad", after_sequence=2)] == []
 
 
@@ -417,6 +425,19 @@ def test_corrupt_metadata_row_gives_corrupt_record_error_naming_the_row(backend:
     )
     with pytest.raises(CorruptRecordError, match=r"conformance\.Tally/bad sequence 1.*metadata"):
         store.load_events(TALLY, "bad")
+    # Rebuilding an aggregate does not read metadata: the row's event still loads.
+    assert [(s, e.text) for s, _, e in store.load_stream(TALLY, "bad")] == [(1, "ok")]
+
+
+def test_load_stream_gives_what_load_events_gives_without_the_envelopes(backend: Backend) -> None:
+    store = backend.event_store()
+    store.commit([env("s", 1), env("s", 2)])
+    store.commit([env("other", 1)])
+    store.commit([env("s", 3)])
+    envelopes = store.load_events(TALLY, "s")
+    assert store.load_stream(TALLY, "s") == [(e.sequence, e.event_id, e.payload) for e in envelopes]
+    assert [s for s, _, _ in store.load_stream(TALLY, "s", after_sequence=1)] == [2, 3]
+    assert store.load_stream(TALLY, "nobody") == []
 
 
 def test_commit_after_a_row_written_around_the_store_takes_the_next_position(backend: Backend) -> None:

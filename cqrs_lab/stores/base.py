@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -27,8 +27,8 @@ from cqrs_lab.codec import (
     encode_metadata,
     where_text,
 )
-from cqrs_lab.domain import Aggregate, Query
-from cqrs_lab.envelope import EventEnvelope, QueryContext
+from cqrs_lab.domain import Aggregate, Event, Query
+from cqrs_lab.envelope import EventEnvelope, QueryContext, envelope_of
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ EVENT_COLUMNS = (
 )
 """Column order of the ``events`` table and of every export (Arrow, Parquet, JSON Lines, CSV)."""
 
+_UNSEEN: Any = object()
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -246,34 +247,79 @@ class RecordEventStore(ABC):
     # -- the contract ----------------------------------------------------
     def decode(self, record: StoredEvent) -> EventEnvelope:
         """Turn a stored row into an envelope (clear errors for bad rows)."""
-        return self._decode(record, {})
+        return self._decode_rows([record])[0]
 
-    def _decode(self, record: StoredEvent, metadata_seen: dict[Any, dict[str, str]]) -> EventEnvelope:
-        """``decode``, reusing the metadata of an earlier row with the same metadata text.
+    def _event_decoder(self) -> Callable[[StoredEvent], Event]:
+        """A function from a row to its event, for one batch of rows: the hot path of every read.
 
-        The events of one command share their metadata text; decoding it once per
-        batch and sharing the dict is what ``CqrsFramework`` does on commit too.
+        Each (event type, version) gets the codec's validator once per batch. A row
+        the fast path cannot take (an upcast, an unknown type, a bad payload) goes
+        through ``codec.decode``, which upcasts it or says which row is wrong.
         """
-        where = partial(_where, record)  # formatted only for an error message
-        event = self.codec.decode(record.event_type, record.event_version, record.payload, where)
-        text = record.metadata
-        metadata = metadata_seen.get(text) if isinstance(text, str) else None
-        if metadata is None:
-            metadata = decode_metadata(text, where)
-            if isinstance(text, str):
-                metadata_seen[text] = metadata
-        # Positional: aggregate_type, aggregate_id, sequence, payload, metadata,
-        # recorded_at, event_id, position (the field order of EventEnvelope).
-        return EventEnvelope(
-            record.aggregate_type,
-            record.aggregate_id,
-            record.sequence,
-            event,
-            metadata,
-            _aware(record.recorded_at, where),
-            str(record.event_id),
-            record.position,
-        )
+        codec = self.codec
+        validators: dict[tuple[str, str], Callable[[str], Event] | None] = {}
+
+        def decode(record: StoredEvent) -> Event:
+            key = (record.event_type, record.event_version)
+            validate = validators.get(key, _UNSEEN)
+            if validate is _UNSEEN:
+                validate = validators[key] = codec.validator(*key)
+            payload = record.payload
+            if validate is not None and isinstance(payload, str):
+                try:
+                    event: Event = validate(payload)
+                    return event
+                except (ValidationError, ValueError):
+                    pass  # codec.decode raises the error that names the row
+            return codec.decode(record.event_type, record.event_version, payload, partial(_where, record))
+
+        return decode
+
+    def _decode_rows(self, records: Sequence[StoredEvent]) -> list[EventEnvelope]:
+        """Envelopes of ``records``. Each metadata text is parsed once per batch (the
+        events of one command share it, as ``CqrsFramework`` shares one mapping on commit)."""
+        decode = self._event_decoder()
+        metadata_seen: dict[Any, dict[str, str]] = {}
+        envelopes = []
+        for record in records:
+            event = decode(record)
+            text = record.metadata
+            metadata = metadata_seen.get(text) if isinstance(text, str) else None
+            if metadata is None:
+                metadata = decode_metadata(text, partial(_where, record))
+                if isinstance(text, str):
+                    metadata_seen[text] = metadata
+            recorded_at = record.recorded_at
+            if type(recorded_at) is not datetime or recorded_at.tzinfo is None:
+                recorded_at = _aware(recorded_at, partial(_where, record))
+            envelopes.append(
+                envelope_of(
+                    record.aggregate_type,
+                    record.aggregate_id,
+                    record.sequence,
+                    event,
+                    metadata,
+                    recorded_at,
+                    str(record.event_id),
+                    record.position,
+                )
+            )
+        return envelopes
+
+    def load_stream(
+        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
+    ) -> list[tuple[int, str, Event]]:
+        """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
+
+        What rebuilding an aggregate needs and no more: no envelopes, and the
+        metadata is not parsed (``load_events`` and ``read_all`` still check it).
+        ``CqrsFramework`` loads aggregates with it.
+        """
+        decode = self._event_decoder()
+        return [
+            (r.sequence, str(r.event_id), decode(r))
+            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
+        ]
 
     def encode(self, envelope: EventEnvelope) -> StoredEvent:
         return self._encode(envelope, {})
@@ -301,10 +347,7 @@ class RecordEventStore(ABC):
     def load_events(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
     ) -> list[EventEnvelope]:
-        seen: dict[Any, dict[str, str]] = {}
-        return [
-            self._decode(r, seen) for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
-        ]
+        return self._decode_rows(self._load_records(aggregate_type, aggregate_id, after_sequence))
 
     def commit(
         self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
@@ -319,9 +362,7 @@ class RecordEventStore(ABC):
         position = after_position
         while True:
             records = self._read_records(position, batch_size)
-            seen: dict[Any, dict[str, str]] = {}
-            for record in records:
-                yield self._decode(record, seen)
+            yield from self._decode_rows(records)
             if len(records) < batch_size:
                 return
             position = records[-1].position
