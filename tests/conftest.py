@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,25 @@ from typing import Any
 import pytest
 
 from cqrs_lab import MemoryEventStore, MemoryQueryStore
+
+
+def in_threads(work: Callable[[int], object], count: int) -> list[BaseException]:
+    """Run ``work(0)`` ... ``work(count - 1)`` in threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # pragma: no cover - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
 
 BACKENDS = ["memory", "duckdb", "postgres"]
 _schema_ids = itertools.count(1)

@@ -4,7 +4,6 @@ misbehaving handlers, lossy serializers, threads)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from cqrs_lab import (
     UserError,
 )
 from cqrs_lab.codec import StoredEvent
-from tests.conftest import Backend
+from tests.conftest import Backend, in_threads
 from tests.domain_fixtures import Counter, Increment, TwoEvents
 
 
@@ -231,21 +230,12 @@ def test_an_apply_that_fails_on_a_new_event_raises_and_drops_the_entry() -> None
 def test_threads_sharing_a_framework_and_its_cache_agree_with_the_store(backend: Backend) -> None:
     store = backend.event_store()
     fw = CqrsFramework(Counter, store, retries=50)
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            for _ in range(25):
-                fw.execute("shared", Increment(by=1))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def work(_: int) -> None:
+        for _ in range(25):
+            fw.execute("shared", Increment(by=1))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(work, 4) == []
     assert fw.load("shared").value == 100
     assert reloaded(store, "shared").value == 100
     assert [e.sequence for e in fw.events("shared")] == list(range(1, 101))

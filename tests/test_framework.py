@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import pytest
@@ -22,6 +21,7 @@ from cqrs_lab import (
     UserError,
     caused_by,
 )
+from tests.conftest import in_threads
 from tests.domain_fixtures import (
     Counter,
     CounterView,
@@ -190,14 +190,7 @@ def test_retries_give_up_after_n_attempts() -> None:
 def test_threads_racing_with_retries_lose_no_update() -> None:
     store = MemoryEventStore()
     fw = CqrsFramework(Counter, store, retries=1000)
-    threads = [
-        threading.Thread(target=lambda: [fw.execute("c", Increment(by=1)) for _ in range(50)])
-        for _ in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert in_threads(lambda _: [fw.execute("c", Increment(by=1)) for _ in range(50)], 4) == []
     assert fw.load("c").value == 200
     assert [e.sequence for e in fw.events("c")] == list(range(1, 201))
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from cqrs_lab import Event, EventEnvelope, MemoryEventStore
+from tests.conftest import in_threads
 from tests.strategies import EPOCH
 
 
@@ -31,11 +31,7 @@ def test_concurrent_commits_from_threads_get_unique_gap_free_positions() -> None
         for seq in range(1, 101):
             store.commit([EventEnvelope("T", f"w{n}", seq, Loose(data=seq), {}, EPOCH, f"{n}-{seq}")])
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert in_threads(writer, 8) == []
     log = list(store.read_all(batch_size=37))
     assert [e.position for e in log] == list(range(1, 801))
     for n in range(8):

@@ -36,6 +36,7 @@ from cqrs_lab.examples.bank_account import (
     OpenBankAccount,
 )
 from cqrs_lab.stores.postgres import DSN_ENV, PostgresEventStore, PostgresQueryStore
+from tests.conftest import in_threads
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -190,20 +191,7 @@ def test_query_store_shares_the_pool_and_schema_of_its_event_store(store: Postgr
 
 
 def test_many_processes_can_create_the_schema_at_once(postgres_dsn: str, pg_schema: str) -> None:
-    errors: list[BaseException] = []
-
-    def open_store() -> None:
-        try:
-            PostgresEventStore(postgres_dsn, schema=pg_schema).close()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_store) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(lambda _: PostgresEventStore(postgres_dsn, schema=pg_schema).close(), 6) == []
 
 
 # -- JSONB -------------------------------------------------------------------

@@ -4,7 +4,6 @@ file) and PostgreSQL (a real server), through the ``backend`` fixture."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
@@ -30,7 +29,7 @@ from cqrs_lab import (
 )
 from cqrs_lab.codec import StoredEvent
 from cqrs_lab.stores.base import StoredSnapshot
-from tests.conftest import Backend
+from tests.conftest import Backend, in_threads
 
 # -- a small domain under test-only names --------------------------------------
 TALLY = "conformance.Tally"
@@ -341,21 +340,12 @@ def test_decimal_datetime_uuid_enum_and_nested_fields_round_trip_exactly(backend
 def test_threads_sharing_a_store_never_lose_or_duplicate_events(backend: Backend) -> None:
     store = backend.event_store()
     framework = CqrsFramework(Tally, store, retries=200)
-    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        try:
-            for i in range(16):
-                framework.execute(f"t{i % 2}", Deposit(amount=Decimal(worker * 100 + i)))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(16):
+            framework.execute(f"t{i % 2}", Deposit(amount=Decimal(worker * 100 + i)))
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(work, 4) == []
     log = list(store.read_all())
     assert [e.position for e in log] == list(range(1, 65))
     for aggregate_id in ("t0", "t1"):
