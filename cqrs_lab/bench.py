@@ -407,7 +407,7 @@ class _SQLRaw(_Raw):
 
     def load(self, aggregate_id: str) -> list[Any]:
         rows = self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
-        return [json.loads(r[5]) for r in rows]
+        return [json.loads(r[4]) for r in rows]
 
     def read_all(self, batch_size: int) -> int:
         done = position = 0
@@ -426,7 +426,7 @@ class _DuckDBRaw(_SQLRaw):
         self.con = duckdb.connect(str(path))
         self.con.execute("SET TimeZone = 'UTC'")
         self.events = "main.events"
-        self.load_stream = _sql.render(_sql.LOAD_STREAM, schema="main", json="JSON")
+        self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema="main", json="JSON")
         self.read_page = _sql.render(_sql.READ_ALL, schema="main", json="JSON")
         self.head = int(self._fetch(_sql.render(_sql.MAX_POSITION, schema="main", json="JSON"), ())[0][0])
 
@@ -481,7 +481,7 @@ class _PostgresRaw(_SQLRaw):
         quoted = f'"{schema}"'
         self.events = f"{quoted}.events"
         self.log_head = f"{quoted}.log_head"
-        self.load_stream = _sql.render(_sql.LOAD_STREAM, schema=quoted, json="JSONB", placeholder="%s")
+        self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema=quoted, json="JSONB", placeholder="%s")
         self.read_page = _sql.render(_sql.READ_ALL, schema=quoted, json="JSONB", placeholder="%s")
         self.head = 0
 

@@ -33,6 +33,7 @@ __all__ = [
     "LOAD_SCHEMA_VERSION",
     "LOAD_SNAPSHOT",
     "LOAD_STREAM",
+    "LOAD_STREAM_EVENTS",
     "MAX_POSITION",
     "READ_ALL",
     "SAVE_CHECKPOINT",
@@ -124,6 +125,12 @@ _EVENT_ROW = (
 )
 LOAD_STREAM = (
     f"SELECT {_EVENT_ROW} FROM {{schema}}.events"
+    " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
+)
+# What rebuilding an aggregate needs (RecordEventStore.load_stream): no metadata,
+# no timestamp. Converting TIMESTAMPTZ values to Python costs more than the rest of a row.
+LOAD_STREAM_EVENTS = (
+    "SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events"
     " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
 )
 READ_ALL = f"SELECT {_EVENT_ROW} FROM {{schema}}.events WHERE position > ? ORDER BY position LIMIT ?"

@@ -184,6 +184,10 @@ def _where(record: StoredEvent) -> str:
     )
 
 
+def _stream_where(aggregate_type: str, aggregate_id: str, sequence: int) -> str:
+    return f"event {aggregate_type}/{aggregate_id} sequence {sequence}"
+
+
 def _aware(value: object, where: Where) -> datetime:
     """``recorded_at`` as an aware datetime (naive values from a driver are UTC)."""
     moment: datetime
@@ -249,29 +253,28 @@ class RecordEventStore(ABC):
         """Turn a stored row into an envelope (clear errors for bad rows)."""
         return self._decode_rows([record])[0]
 
-    def _event_decoder(self) -> Callable[[StoredEvent], Event]:
-        """A function from a row to its event, for one batch of rows: the hot path of every read.
+    def _event_decoder(self) -> Callable[[str, str, Any], Event | None]:
+        """The fast path of every read, for one batch of rows: (type, version, payload)
+        to the event, or None when the row needs ``codec.decode`` (an upcast, an
+        unknown type, a bad payload: it upcasts, or raises the error naming the row).
 
-        Each (event type, version) gets the codec's validator once per batch. A row
-        the fast path cannot take (an upcast, an unknown type, a bad payload) goes
-        through ``codec.decode``, which upcasts it or says which row is wrong.
+        Each (event type, version) gets the codec's validator once per batch.
         """
         codec = self.codec
         validators: dict[tuple[str, str], Callable[[str], Event] | None] = {}
 
-        def decode(record: StoredEvent) -> Event:
-            key = (record.event_type, record.event_version)
+        def decode(event_type: str, event_version: str, payload: Any) -> Event | None:
+            key = (event_type, event_version)
             validate = validators.get(key, _UNSEEN)
             if validate is _UNSEEN:
-                validate = validators[key] = codec.validator(*key)
-            payload = record.payload
-            if validate is not None and isinstance(payload, str):
-                try:
-                    event: Event = validate(payload)
-                    return event
-                except (ValidationError, ValueError):
-                    pass  # codec.decode raises the error that names the row
-            return codec.decode(record.event_type, record.event_version, payload, partial(_where, record))
+                validate = validators[key] = codec.validator(event_type, event_version)
+            if validate is None or not isinstance(payload, str):
+                return None
+            try:
+                event: Event = validate(payload)
+            except (ValidationError, ValueError):
+                return None
+            return event
 
         return decode
 
@@ -282,7 +285,9 @@ class RecordEventStore(ABC):
         metadata_seen: dict[Any, dict[str, str]] = {}
         envelopes = []
         for record in records:
-            event = decode(record)
+            event = decode(record.event_type, record.event_version, record.payload) or self.codec.decode(
+                record.event_type, record.event_version, record.payload, partial(_where, record)
+            )
             text = record.metadata
             metadata = metadata_seen.get(text) if isinstance(text, str) else None
             if metadata is None:
@@ -306,20 +311,39 @@ class RecordEventStore(ABC):
             )
         return envelopes
 
+    def _load_stream_rows(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> Sequence[tuple[int, Any, str, str, Any]]:
+        """``(sequence, event_id, event_type, event_version, payload)`` of one stream after
+        ``after_sequence`` in sequence order. SQL stores override it with a narrower SELECT."""
+        return [
+            (r.sequence, r.event_id, r.event_type, r.event_version, r.payload)
+            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
+        ]
+
     def load_stream(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
     ) -> list[tuple[int, str, Event]]:
         """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
 
-        What rebuilding an aggregate needs and no more: no envelopes, and the
-        metadata is not parsed (``load_events`` and ``read_all`` still check it).
-        ``CqrsFramework`` loads aggregates with it.
+        What rebuilding an aggregate needs and no more: no envelopes, and neither
+        metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
+        them). ``CqrsFramework`` loads aggregates with it.
         """
         decode = self._event_decoder()
-        return [
-            (r.sequence, str(r.event_id), decode(r))
-            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
-        ]
+        codec = self.codec
+        stream = []
+        for sequence, event_id, event_type, event_version, payload in self._load_stream_rows(
+            aggregate_type, aggregate_id, after_sequence
+        ):
+            event = decode(event_type, event_version, payload) or codec.decode(
+                event_type,
+                event_version,
+                payload,
+                partial(_stream_where, aggregate_type, aggregate_id, sequence),
+            )
+            stream.append((sequence, str(event_id), event))
+        return stream
 
     def encode(self, envelope: EventEnvelope) -> StoredEvent:
         return self._encode(envelope, {})

@@ -64,7 +64,8 @@ def _sql_for(template: str) -> str:
 # whole read of a short tail), while Python re-sorts rows that arrive nearly in order
 # in linear time. _load_records sorts them.
 _LOAD_STREAM = _sql_for(_sql.LOAD_STREAM.removesuffix(" ORDER BY sequence"))
-_BY_SEQUENCE = itemgetter(2)
+_LOAD_STREAM_EVENTS = _sql_for(_sql.LOAD_STREAM_EVENTS.removesuffix(" ORDER BY sequence"))
+_FIRST, _THIRD = itemgetter(0), itemgetter(2)
 _READ_ALL = _sql_for(_sql.READ_ALL)
 _STREAM_VERSION = _sql_for(_sql.STREAM_VERSION)
 _MAX_POSITION = _sql_for(_sql.MAX_POSITION)
@@ -326,8 +327,18 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._locked() as conn:
             rows = conn.execute(_LOAD_STREAM, [aggregate_type, aggregate_id, after_sequence]).fetchall()
-        rows.sort(key=_BY_SEQUENCE)
+        rows.sort(key=_THIRD)  # sequence
         return [StoredEvent(*row) for row in rows]
+
+    def _load_stream_rows(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> Sequence[tuple[int, Any, str, str, Any]]:
+        with self._locked() as conn:
+            rows = conn.execute(
+                _LOAD_STREAM_EVENTS, [aggregate_type, aggregate_id, after_sequence]
+            ).fetchall()
+        rows.sort(key=_FIRST)  # sequence
+        return rows
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._locked() as conn:

@@ -145,6 +145,7 @@ class _Statements:
     stamp: str
     migration_lock: str
     load_stream: str
+    load_stream_events: str
     read_all: str
     stream_version: str
     insert_events: str
@@ -183,6 +184,7 @@ def _statements(schema: str) -> _Statements:
         stamp=r(_sql.STAMP_SCHEMA_VERSION),
         migration_lock=r(_MIGRATION_LOCK),
         load_stream=r(_sql.LOAD_STREAM),
+        load_stream_events=r(_sql.LOAD_STREAM_EVENTS),
         read_all=r(_sql.READ_ALL),
         stream_version=r(_sql.STREAM_VERSION),
         insert_events=r(_INSERT_EVENTS),
@@ -414,6 +416,13 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
             cursor = conn.execute(self._q.load_stream, [aggregate_type, aggregate_id, after_sequence])
             rows = cursor.fetchall()
         return [StoredEvent(*row) for row in rows]
+
+    def _load_stream_rows(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> Sequence[tuple[int, Any, str, str, Any]]:
+        with self._connection("load events") as conn:
+            cursor = conn.execute(self._q.load_stream_events, [aggregate_type, aggregate_id, after_sequence])
+            return cursor.fetchall()
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._connection("read the event log") as conn:
