@@ -242,13 +242,19 @@ class CqrsFramework(Generic[A]):
         """Snapshot plus events, and the id of the last event applied (None if unknown)."""
         start: A | None = None
         version = 0
+        stream: list[tuple[int, str, Event]] | None = None
         if self.snapshot_every is not None:
-            snapshot = self.event_store.load_snapshot(self.aggregate_type, aggregate_id)
+            store = self.event_store
+            if isinstance(store, RecordEventStore):  # one round trip for both
+                snapshot, stream = store.load_snapshot_and_stream(self.aggregate_type, aggregate_id)
+            else:
+                snapshot = store.load_snapshot(self.aggregate_type, aggregate_id)
             if snapshot is not None:
                 try:
                     start = self.aggregate_cls.model_validate_json(snapshot.payload)
                     version = snapshot.version
                 except ValidationError as exc:
+                    stream = None  # read again from the start
                     warnings.warn(
                         f"snapshot of {self.aggregate_type}/{aggregate_id} at version "
                         f"{snapshot.version} no longer decodes as "
@@ -257,7 +263,8 @@ class CqrsFramework(Generic[A]):
                         SnapshotIgnoredWarning,
                         stacklevel=4,
                     )
-        stream = self._stream(aggregate_id, version)
+        if stream is None:
+            stream = self._stream(aggregate_id, version)
         aggregate = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
         last_event_id = None
         if stream:

@@ -65,8 +65,10 @@ def test_aggregate_loaded_from_a_snapshot_equals_the_replayed_one(backend: Backe
     assert snapshot is not None
     assert snapshot.version == len(events) // 4 * 4
     assert snapshot.version < len(events)
-    replayed = CqrsFramework(BankAccount, store).load("A-1")
-    assert snapshotting.load("A-1") == replayed
+    replayed = CqrsFramework(BankAccount, store, cache_size=0).load("A-1")
+    from_snapshot = CqrsFramework(BankAccount, store, snapshot_every=4, cache_size=0).load("A-1")
+    assert from_snapshot == replayed
+    assert snapshotting.load("A-1") == replayed  # from its cache
     assert (
         replayed.balance
         == Decimal("0.25") * 13 + sum(range(1, 14)) - Decimal("1.10") * 3 - Decimal("0.99") * 2

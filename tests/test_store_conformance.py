@@ -475,6 +475,26 @@ def test_newer_snapshot_replaces_older_and_older_never_replaces_newer(backend: B
     assert snapshot is not None and snapshot.version == 5
 
 
+def test_load_snapshot_and_stream_gives_the_snapshot_and_the_events_after_it(backend: Backend) -> None:
+    store = backend.event_store()
+    assert store.load_snapshot_and_stream(TALLY, "a") == (None, [])
+    store.commit([env("a", 1), env("a", 2)])
+    store.commit([env("b", 1)])
+    snapshot, stream = store.load_snapshot_and_stream(TALLY, "a")
+    assert snapshot is None and [s for s, _, _ in stream] == [1, 2]
+    state = Tally(total=Decimal(3)).model_dump_json()
+    store.commit([env("a", 3)], snapshot=StoredSnapshot(TALLY, "a", 3, state))
+    assert store.load_snapshot_and_stream(TALLY, "a") == (store.load_snapshot(TALLY, "a"), [])
+    store.commit([env("a", 4), env("a", 5)])
+    snapshot, stream = store.load_snapshot_and_stream(TALLY, "a")
+    assert snapshot is not None and (snapshot.version, Tally.model_validate_json(snapshot.payload)) == (
+        3,
+        Tally(total=Decimal(3)),
+    )
+    assert stream == store.load_stream(TALLY, "a", after_sequence=3)
+    assert [s for s, _, _ in stream] == [4, 5]
+
+
 def test_snapshot_of_a_refused_commit_is_not_stored(backend: Backend) -> None:
     store = backend.event_store()
     store.commit([env("a", 1)])

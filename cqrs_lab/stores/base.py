@@ -330,12 +330,27 @@ class RecordEventStore(ABC):
         metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
         them). ``CqrsFramework`` loads aggregates with it.
         """
+        rows = self._load_stream_rows(aggregate_type, aggregate_id, after_sequence)
+        return self._decode_stream(aggregate_type, aggregate_id, rows)
+
+    def load_snapshot_and_stream(
+        self, aggregate_type: str, aggregate_id: str
+    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+        """The latest snapshot and ``load_stream`` after it (after 0 when there is none).
+
+        Postgres answers both in one round trip; the other stores make two reads.
+        """
+        snapshot = self.load_snapshot(aggregate_type, aggregate_id)
+        after = 0 if snapshot is None else snapshot.version
+        return snapshot, self.load_stream(aggregate_type, aggregate_id, after_sequence=after)
+
+    def _decode_stream(
+        self, aggregate_type: str, aggregate_id: str, rows: Iterable[tuple[int, Any, str, str, Any]]
+    ) -> list[tuple[int, str, Event]]:
         decode = self._event_decoder()
         codec = self.codec
         stream = []
-        for sequence, event_id, event_type, event_version, payload in self._load_stream_rows(
-            aggregate_type, aggregate_id, after_sequence
-        ):
+        for sequence, event_id, event_type, event_version, payload in rows:
             event = decode(event_type, event_version, payload) or codec.decode(
                 event_type,
                 event_version,

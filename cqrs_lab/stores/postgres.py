@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -49,6 +50,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from cqrs_lab.codec import EventCodec, StoredEvent
+from cqrs_lab.domain import Event
 from cqrs_lab.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -77,6 +79,7 @@ __all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
 DSN_ENV = "CQRS_LAB_POSTGRES_DSN"
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
+_FIRST = itemgetter(0)
 _EXPORT_BATCH = 10_000
 
 # PostgreSQL only: the log head, and commits that take their positions from it.
@@ -131,6 +134,16 @@ _COPY_EVENTS = f"COPY {{schema}}.events ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
 _EVENT_EXISTS = "SELECT 1 FROM {schema}.events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
 # "Key (aggregate_type, aggregate_id, sequence)=(Ledger, a-1, 3) already exists."
 _KEY_DETAIL = re.compile(r"\)=\(([^,]*), (.*), (\d+)\) already exists")
+# The snapshot (the row whose event_type is NULL) and the events after it, in one statement.
+_LOAD_SNAPSHOT_AND_STREAM = """
+    WITH s AS (
+        SELECT version, payload::TEXT AS payload FROM {schema}.snapshots
+        WHERE aggregate_type = ? AND aggregate_id = ?
+    )
+    SELECT version, NULL, NULL, NULL, payload FROM s
+    UNION ALL
+    SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events
+    WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
 
 
@@ -146,6 +159,7 @@ class _Statements:
     migration_lock: str
     load_stream: str
     load_stream_events: str
+    load_snapshot_and_stream: str
     read_all: str
     stream_version: str
     insert_events: str
@@ -185,6 +199,7 @@ def _statements(schema: str) -> _Statements:
         migration_lock=r(_MIGRATION_LOCK),
         load_stream=r(_sql.LOAD_STREAM),
         load_stream_events=r(_sql.LOAD_STREAM_EVENTS),
+        load_snapshot_and_stream=r(_LOAD_SNAPSHOT_AND_STREAM),
         read_all=r(_sql.READ_ALL),
         stream_version=r(_sql.STREAM_VERSION),
         insert_events=r(_INSERT_EVENTS),
@@ -423,6 +438,23 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         with self._connection("load events") as conn:
             cursor = conn.execute(self._q.load_stream_events, [aggregate_type, aggregate_id, after_sequence])
             return cursor.fetchall()
+
+    def load_snapshot_and_stream(
+        self, aggregate_type: str, aggregate_id: str
+    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+        """The latest snapshot and the events after it, in one round trip."""
+        key = [aggregate_type, aggregate_id]
+        with self._connection("load a snapshot and events") as conn:
+            rows = conn.execute(self._q.load_snapshot_and_stream, key + key).fetchall()
+        snapshot = None
+        events = []
+        for row in rows:
+            if row[2] is None:
+                snapshot = StoredSnapshot(aggregate_type, aggregate_id, row[0], row[4])
+            else:
+                events.append(row)
+        events.sort(key=_FIRST)  # sequence
+        return snapshot, self._decode_stream(aggregate_type, aggregate_id, events)
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._connection("read the event log") as conn:
