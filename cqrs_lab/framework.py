@@ -144,10 +144,6 @@ class _AggregateCache(Generic[A]):
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -231,9 +227,8 @@ class CqrsFramework(Generic[A]):
         if not stream or stream[0][0] != entry.version or stream[0][1] != entry.event_id:
             return None  # the stream is not the one the state was built from
         if len(stream) > 1:
-            _replay_stream(
-                self.aggregate_cls, aggregate_id, stream[1:], entry.state
-            )  # failure drops the entry
+            # If apply() fails, the exception propagates and the taken entry is dropped.
+            _replay_stream(self.aggregate_cls, aggregate_id, stream[1:], entry.state)
             entry = _Cached(stream[-1][0], stream[-1][1], entry.state)
         cache.put(aggregate_id, entry)
         return AggregateContext(aggregate_id, entry.version, entry.state.model_copy(deep=True))
