@@ -285,9 +285,10 @@ class RecordEventStore(ABC):
         metadata_seen: dict[Any, dict[str, str]] = {}
         envelopes = []
         for record in records:
-            event = decode(record.event_type, record.event_version, record.payload) or self.codec.decode(
-                record.event_type, record.event_version, record.payload, partial(_where, record)
-            )
+            event = decode(record.event_type, record.event_version, record.payload)
+            if event is None:
+                where = partial(_where, record)
+                event = self.codec.decode(record.event_type, record.event_version, record.payload, where)
             text = record.metadata
             metadata = metadata_seen.get(text) if isinstance(text, str) else None
             if metadata is None:
@@ -351,12 +352,10 @@ class RecordEventStore(ABC):
         codec = self.codec
         stream = []
         for sequence, event_id, event_type, event_version, payload in rows:
-            event = decode(event_type, event_version, payload) or codec.decode(
-                event_type,
-                event_version,
-                payload,
-                partial(_stream_where, aggregate_type, aggregate_id, sequence),
-            )
+            event = decode(event_type, event_version, payload)
+            if event is None:
+                where = partial(_stream_where, aggregate_type, aggregate_id, sequence)
+                event = codec.decode(event_type, event_version, payload, where)
             stream.append((sequence, str(event_id), event))
         return stream
 
