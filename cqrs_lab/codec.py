@@ -68,6 +68,10 @@ class StoredEvent(NamedTuple):
     event_id: str
     position: int = 0
 
+    def values(self) -> tuple[Any, ...]:
+        """Every column but ``position``, in ``StoredEvent`` order (what commits insert)."""
+        return self[:9]
+
 
 def encode_metadata(metadata: dict[str, str] | Any) -> str:
     return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True, separators=(",", ":"))

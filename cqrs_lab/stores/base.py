@@ -379,7 +379,7 @@ class RecordEventStore(ABC):
             payload=self.codec.encode(envelope.payload),
             metadata=metadata,
             recorded_at=envelope.recorded_at,
-            event_id=envelope.event_id,
+            event_id=str(envelope.event_id),
         )
 
     def load_events(

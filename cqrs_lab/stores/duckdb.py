@@ -368,18 +368,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                 head = self._head(conn)
                 params: list[Any] = []
                 for position, r in enumerate(records, start=head + 1):
-                    params += (
-                        position,
-                        r.aggregate_type,
-                        r.aggregate_id,
-                        r.sequence,
-                        r.event_type,
-                        r.event_version,
-                        r.payload,
-                        r.metadata,
-                        r.recorded_at,
-                        r.event_id,
-                    )
+                    params += (position, *r.values())
                 try:
                     if snapshot is None:
                         conn.execute(statement, params)  # autocommit: one atomic statement

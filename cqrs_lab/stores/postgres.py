@@ -472,34 +472,10 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         params: list[Any]
         if n <= _VALUES_ROWS:
             statement = _insert_values(self._q.schema, n)
-            params = []
-            for r in records:
-                params += (
-                    r.aggregate_type,
-                    r.aggregate_id,
-                    r.sequence,
-                    r.event_type,
-                    r.event_version,
-                    r.payload,
-                    r.metadata,
-                    r.recorded_at,
-                    str(r.event_id),
-                )
+            params = [value for r in records for value in r.values()]
         else:
             statement = self._q.insert_events
-            params = [
-                n,
-                n,
-                [r.aggregate_type for r in records],
-                [r.aggregate_id for r in records],
-                [r.sequence for r in records],
-                [r.event_type for r in records],
-                [r.event_version for r in records],
-                [r.payload for r in records],
-                [r.metadata for r in records],
-                [r.recorded_at for r in records],
-                [str(r.event_id) for r in records],
-            ]
+            params = [n, n, *(list(column) for column in zip(*(r.values() for r in records), strict=True))]
         with self._connection("commit events") as conn:
             try:
                 if snapshot is None:
