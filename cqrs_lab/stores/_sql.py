@@ -146,11 +146,11 @@ EXPORT = (
 )
 # ``{source}``: a table of rows to import (EVENT_COLUMNS); finds one that cannot go in.
 IMPORT_CONFLICT = """
-    SELECT i.aggregate_type, i.aggregate_id, i.sequence, 'is already stored' FROM {source} AS i
+    SELECT i.aggregate_type, i.aggregate_id, i.sequence, TRUE AS stored FROM {source} AS i
     JOIN {schema}.events AS e ON e.aggregate_type = i.aggregate_type
         AND e.aggregate_id = i.aggregate_id AND e.sequence = i.sequence
     UNION ALL
-    SELECT aggregate_type, aggregate_id, sequence, 'appears twice in the input' FROM {source}
+    SELECT aggregate_type, aggregate_id, sequence, FALSE FROM {source}
     GROUP BY aggregate_type, aggregate_id, sequence HAVING count(*) > 1
     LIMIT 1"""
 

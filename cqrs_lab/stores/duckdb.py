@@ -80,7 +80,6 @@ _DELETE_QUERIES = _sql_for(_sql.DELETE_QUERIES)
 _LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
 _SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
 _DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
-_STORED = "is already stored"
 _IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
 
 # DuckDB only: loading a stream is a scan of the whole table without an index on
@@ -440,7 +439,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             return ConcurrencyError(
                 "cannot import: another writer stored some of these events first. Nothing was imported."
             )
-        return ConcurrencyError(import_conflict(taken[0], taken[1], taken[2], taken[3] == _STORED))
+        return ConcurrencyError(import_conflict(taken[0], taken[1], taken[2], bool(taken[3])))
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table (``event_arrow_schema()``)."""

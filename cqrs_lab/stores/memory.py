@@ -52,11 +52,12 @@ class MemoryEventStore(RecordEventStore):
         taken: set[tuple[str, str, int]] = set()
         for r in records:
             key = (r.aggregate_type, r.aggregate_id, r.sequence)
-            if importing and (key in taken or key in self._taken):
-                raise ConcurrencyError(
-                    import_conflict(r.aggregate_type, r.aggregate_id, r.sequence, key in self._taken)
-                )
             if key in taken or key in self._taken:
+                if importing:
+                    stored = key in self._taken
+                    raise ConcurrencyError(
+                        import_conflict(r.aggregate_type, r.aggregate_id, r.sequence, stored)
+                    )
                 raise ConcurrencyError(
                     f"{r.aggregate_type}/{r.aggregate_id} already has sequence {r.sequence}: "
                     "another writer committed first. Reload and retry the command."
