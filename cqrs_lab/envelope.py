@@ -139,18 +139,6 @@ class EventEnvelope:
 EventContext = EventEnvelope
 """The seed's name for ``EventEnvelope``."""
 
-_ENVELOPE_FIELDS = (
-    "aggregate_type",
-    "aggregate_id",
-    "sequence",
-    "payload",
-    "metadata",
-    "recorded_at",
-    "event_id",
-    "position",
-)
-if tuple(f.name for f in fields(EventEnvelope)) != _ENVELOPE_FIELDS:  # pragma: no cover - edit guard
-    raise AssertionError("envelope_of() must set exactly the fields of EventEnvelope, in order")
 _NEW = object.__new__
 (
     _SET_TYPE,
@@ -161,7 +149,7 @@ _NEW = object.__new__
     _SET_RECORDED_AT,
     _SET_EVENT_ID,
     _SET_POSITION,
-) = (getattr(EventEnvelope, name).__set__ for name in _ENVELOPE_FIELDS)
+) = (getattr(EventEnvelope, f.name).__set__ for f in fields(EventEnvelope))  # in field order; a test compares
 
 
 def envelope_of(
@@ -174,7 +162,7 @@ def envelope_of(
     event_id: str,
     position: int,
 ) -> EventEnvelope:
-    """``EventEnvelope(...)`` with every field given, at less than half the cost.
+    """``EventEnvelope(...)`` with every field given, without the generated ``__init__``.
 
     The generated ``__init__`` of a frozen dataclass sets each field through
     ``object.__setattr__`` and checks for default factories; stores build one
