@@ -387,8 +387,9 @@ class _SQLRaw(_Raw):
     """What the DuckDB and Postgres baselines share: the store's own SELECTs, and a log head.
 
     The SELECTs are the store's statements from ``cqrs_lab.stores._sql``, so both
-    sides read the same columns with the same plan. Positions are handed out
-    from a head read once, as the stores do.
+    sides read the same columns (the DuckDB store leaves out a stream's ORDER BY
+    and sorts in Python; the baseline keeps it). Positions are handed out from a
+    head read once, as the stores do.
     """
 
     load_stream: str

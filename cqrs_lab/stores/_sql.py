@@ -127,8 +127,8 @@ LOAD_STREAM = (
     f"SELECT {_EVENT_ROW} FROM {{schema}}.events"
     " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
 )
-# What rebuilding an aggregate needs (RecordEventStore.load_stream): no metadata,
-# no timestamp. Converting TIMESTAMPTZ values to Python costs more than the rest of a row.
+# What rebuilding an aggregate needs (RecordEventStore.load_stream): no metadata and no
+# timestamp, so neither is converted to Python for a load.
 LOAD_STREAM_EVENTS = (
     "SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events"
     " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
