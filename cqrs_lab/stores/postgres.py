@@ -60,6 +60,7 @@ from cqrs_lab.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from cqrs_lab.pg_server import DSN_ENV
 from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
     EVENT_COLUMNS,
@@ -76,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
 
-DSN_ENV = "CQRS_LAB_POSTGRES_DSN"
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
 _FIRST = itemgetter(0)
