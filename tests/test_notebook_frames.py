@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pydantic import BaseModel
 
@@ -34,7 +37,7 @@ from cqrs_lab.examples.bank_account import (
     WriteCheck,
 )
 from cqrs_lab.examples.hotel_booking import BookRoom, RegisterRoom, Room, RoomKind
-from cqrs_lab.notebook import ENVELOPE_COLUMNS, events_frame
+from cqrs_lab.notebook import ENVELOPE_COLUMNS, events_frame, events_polars, events_table
 
 
 class Address(BaseModel):
@@ -89,7 +92,6 @@ def test_columns_are_envelope_then_metadata_then_payload_fields_in_first_seen_or
     assert frame["metadata.command_type"].tolist() == [
         "OpenBankAccount", "DepositMoney", "OpenBankAccount", "WriteCheck", "DepositMoney",
     ]
-    assert str(frame["recorded_at"].dtype) == "datetime64[us, UTC]"
     assert frame["recorded_at"].iloc[1] == pd.Timestamp("2024-01-01 00:00:01", tz="UTC")
 
 
@@ -243,3 +245,115 @@ def test_withdrawal_rejections_leave_no_rows() -> None:
     with pytest.raises(UserError, match="funds not available"):
         fw.execute("B-2", WithdrawMoney(amount=Decimal("100")))
     assert len(events_frame(fw, aggregate_id="B-2")) == 2
+
+
+# -- types, column by column ---------------------------------------------------------
+class Shelved(Event):
+    event_type = "nb.Shelved"
+    shelf: int
+    since: date
+
+
+class Lent(Event):
+    event_type = "nb.Lent"
+    member: str
+    days: int
+    fee: Decimal | None = None
+    due: date | None = None
+
+
+class Odd(Event):
+    event_type = "nb.Odd"
+    shelf: str
+
+
+def envelope(sequence: int, event: Event) -> EventEnvelope:
+    return EventEnvelope("Book", "b-1", sequence, event, {}, datetime(2024, 1, 1, tzinfo=UTC),
+                         f"e-{sequence}", sequence)
+
+
+LOG = [
+    envelope(1, Shelved(shelf=3, since=date(2024, 2, 1))),
+    envelope(2, Lent(member="ada", days=14, fee=Decimal("1.5"), due=date(2024, 3, 1))),
+    envelope(3, Lent(member="grace", days=7)),
+]
+
+
+def test_every_column_keeps_its_type_column_by_column() -> None:
+    frame = events_frame(bank(MemoryEventStore()))
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        "position": "int64[pyarrow]",
+        "aggregate_type": "string[pyarrow]",
+        "aggregate_id": "string[pyarrow]",
+        "sequence": "int64[pyarrow]",
+        "event_type": "string[pyarrow]",
+        "event_version": "string[pyarrow]",
+        "recorded_at": "timestamp[us, tz=UTC][pyarrow]",
+        "event_id": "string[pyarrow]",
+        "metadata.causation_id": "string[pyarrow]",
+        "metadata.command_id": "string[pyarrow]",
+        "metadata.command_type": "string[pyarrow]",
+        "metadata.correlation_id": "string[pyarrow]",
+        "account_id": "string[pyarrow]",
+        "amount": "decimal128(38, 2)[pyarrow]",
+        "balance": "decimal128(38, 2)[pyarrow]",
+        "check_number": "string[pyarrow]",
+    }
+
+
+def test_integers_stay_integers_and_dates_are_dates_where_other_event_types_lack_them() -> None:
+    frame = events_frame(LOG)
+    assert str(frame["shelf"].dtype) == "int64[pyarrow]"
+    assert str(frame["days"].dtype) == "int64[pyarrow]"
+    assert str(frame["since"].dtype) == "date32[day][pyarrow]"
+    assert str(frame["due"].dtype) == "date32[day][pyarrow]"
+    assert str(frame["fee"].dtype) == "decimal128(38, 1)[pyarrow]"
+    assert frame["shelf"].tolist()[0] == 3 and type(frame["shelf"].tolist()[0]) is int
+    assert frame["days"].tolist()[1:] == [14, 7]
+    assert frame["due"].tolist()[1] == date(2024, 3, 1)
+    assert frame["fee"].tolist()[1] == Decimal("1.5")
+
+
+def test_a_missing_value_is_always_pd_na() -> None:
+    frame = events_frame(LOG)
+    missing = [(name, i) for name in frame.columns for i in range(len(frame)) if frame[name].isna().iloc[i]]
+    assert ("days", 0) in missing and ("shelf", 1) in missing and ("fee", 2) in missing
+    assert all(frame[name].iloc[i] is pd.NA for name, i in missing)
+    assert "NaN" not in frame.to_string() and "None" not in frame.to_string()
+
+
+def test_a_field_of_different_types_in_different_event_types_is_text() -> None:
+    frame = events_frame([*LOG, envelope(4, Odd(shelf="top"))])
+    assert str(frame["shelf"].dtype) == "string[pyarrow]"
+    assert frame["shelf"].tolist() == ["3", pd.NA, pd.NA, "top"]
+
+
+def test_events_table_is_the_arrow_table_behind_the_frame() -> None:
+    table = events_table(LOG)
+    assert table.schema.field("days").type == pa.int64()
+    assert table.schema.field("recorded_at").type == pa.timestamp("us", tz="UTC")
+    pd.testing.assert_frame_equal(table.to_pandas(types_mapper=pd.ArrowDtype), events_frame(LOG))
+
+
+def test_events_polars_has_the_same_columns_and_types() -> None:
+    import polars as pl
+
+    frame = events_polars(bank(MemoryEventStore()), aggregate_id="A-1")
+    assert frame.columns == list(events_frame(bank(MemoryEventStore()), aggregate_id="A-1").columns)
+    assert frame.schema["position"] == pl.Int64
+    assert frame.schema["amount"] == pl.Decimal(38, 2)
+    assert frame.schema["recorded_at"] == pl.Datetime("us", "UTC")
+    assert frame["amount"].to_list() == [None, Decimal("10.50"), Decimal("4.00")]
+    assert events_polars(LOG).schema["days"] == pl.Int64
+
+
+def test_events_polars_without_polars_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "polars", None)
+    with pytest.raises(ConfigurationError, match="pip install polars"):
+        events_polars(LOG)
+
+
+def test_the_notebook_kit_imports_without_polars() -> None:
+    code = "import sys, cqrs_lab.notebook; print('polars' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

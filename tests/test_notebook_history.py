@@ -109,3 +109,17 @@ def test_state_at_refuses_ambiguous_or_naive_arguments() -> None:
         state_at(BankAccount, envelopes, at=datetime(2024, 1, 1))
     with pytest.raises(ConfigurationError, match="envelopes"):
         state_at(BankAccount, EVENTS, at=datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def test_columns_are_typed_from_the_aggregate_fields() -> None:
+    frame = state_history(BankAccount, EVENTS)
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        "sequence": "int64[pyarrow]",
+        "event_type": "string[pyarrow]",
+        "opened": "bool[pyarrow]",
+        "account_id": "string[pyarrow]",
+        "balance": "decimal128(38, 2)[pyarrow]",
+    }
+    rooms = state_history(Room, [RoomRegistered(number="101", kind=RoomKind.SUITE)])
+    assert str(rooms["kind"].dtype) == "string[pyarrow]" and rooms["kind"].tolist() == ["suite"]
+    assert rooms["bookings"].tolist() == [{}]  # a mapping field holds its dicts

@@ -9,7 +9,7 @@ pyarrow and ipywidgets; ``import cqrs_lab`` alone loads none of them.
 from __future__ import annotations
 
 from cqrs_lab.notebook.flow import FlowDiagram, flow_diagram
-from cqrs_lab.notebook.frames import ENVELOPE_COLUMNS, EventSource, events_frame
+from cqrs_lab.notebook.frames import ENVELOPE_COLUMNS, EventSource, events_frame, events_polars, events_table
 from cqrs_lab.notebook.history import HISTORY_UUID, state_at, state_history, styled_state_history
 from cqrs_lab.notebook.specs import Spec, SpecOutcome, SpecReport, run_specs
 from cqrs_lab.notebook.stepper import CommandStepper, Step, step_through
@@ -29,6 +29,8 @@ __all__ = [
     "Sticky",
     "Timeline",
     "events_frame",
+    "events_polars",
+    "events_table",
     "flow_diagram",
     "run_specs",
     "state_at",

@@ -1,10 +1,15 @@
-"""Event logs as pandas DataFrames: ``events_frame``.
+"""Event logs as typed tables: ``events_frame`` (pandas) and ``events_polars`` (Polars).
 
 A store that can export Arrow (``export_arrow``) is read in one batch and its
 JSON payloads are expanded column-wise by Arrow's JSON reader, one event type
 at a time; nothing is decoded envelope by envelope unless a row needs an
 upcaster. Envelope lists go through the same expansion, so the same events
 give the same frame whichever way they come in.
+
+Every column is an Arrow column (``pd.ArrowDtype`` in pandas), typed from the
+event classes: integers stay integers where an event type lacks the field,
+``Decimal`` fields are exact decimals, dates are dates, and a missing value is
+always the same marker (``<NA>`` in pandas, ``null`` in Polars).
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import reduce
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +36,10 @@ from cqrs_lab.framework import CqrsFramework
 from cqrs_lab.stores.arrow import event_arrow_schema
 from cqrs_lab.stores.base import EventStore
 
-__all__ = ["ENVELOPE_COLUMNS", "EventSource", "events_frame"]
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["ENVELOPE_COLUMNS", "EventSource", "events_frame", "events_polars", "events_table"]
 
 ENVELOPE_COLUMNS = (
     "position",
@@ -47,31 +56,33 @@ ENVELOPE_COLUMNS = (
 EventSource = EventStore | CqrsFramework[Any] | Iterable[EventEnvelope]
 """Where events come from: a store, a framework (its store, its aggregate type) or envelopes."""
 
+EventTypes = str | type[Event] | Iterable[str | type[Event]]
 
-def events_frame(
+
+def events_table(
     source: EventSource,
     *,
     aggregate_id: str | Iterable[str] | None = None,
     aggregate_type: str | None = None,
-    event_types: str | type[Event] | Iterable[str | type[Event]] | None = None,
+    event_types: EventTypes | None = None,
     after_position: int | None = None,
     to_position: int | None = None,
-) -> pd.DataFrame:
-    """One row per event: the envelope, its metadata and its payload fields as columns.
+) -> pa.Table:
+    """One row per event as an Arrow table; ``events_frame`` and ``events_polars`` convert it.
 
-    Columns, in this order: ``ENVELOPE_COLUMNS`` (``recorded_at`` in UTC); one
-    ``metadata.<key>`` column per metadata key (sorted); then the payload
-    fields, event type by event type in order of first appearance. Nested
-    objects become ``parent.child`` columns; a field an event type lacks is
-    missing (NaN/None) in its rows; a payload field whose name is taken by an
+    Columns, in this order: ``ENVELOPE_COLUMNS`` (``recorded_at`` a UTC
+    timestamp); one ``metadata.<key>`` column per metadata key (sorted); then
+    the payload fields, event type by event type in order of first appearance.
+    Nested objects become ``parent.child`` columns; a field an event type
+    lacks is null in its rows; a payload field whose name is taken by an
     envelope column is called ``payload.<name>``.
 
-    Values: a ``Decimal`` field becomes an Arrow decimal column
-    (``pd.ArrowDtype(pa.decimal128(38, s))``, ``s`` the most decimal places
-    seen, so ``10.5`` shows as ``10.50`` beside ``1.25``; each value is a
-    ``decimal.Decimal``), or a column of ``Decimal`` objects when the values do
-    not fit that. ``datetime`` fields become UTC timestamps. Everything else is
-    as in the stored JSON: dates, enums and UUIDs as strings, lists as lists.
+    Types come from the event classes: ``int`` fields are ``int64``,
+    ``Decimal`` fields ``decimal128(38, s)`` (``s`` the most decimal places
+    seen, so ``10.5`` shows as ``10.50`` beside ``1.25``), ``datetime`` fields
+    UTC timestamps, ``date`` fields dates, lists lists; enums and UUIDs are
+    text. A field whose events disagree on its type (text in one event type, a
+    number in another) is text: its JSON.
 
     ``source`` is an ``EventStore``, a ``CqrsFramework`` (its store, limited
     to its aggregate type unless ``aggregate_type`` says otherwise) or
@@ -93,7 +104,58 @@ def events_frame(
         envelopes = source.read_all(after) if hasattr(source, "read_all") else source
         table, classes = _envelope_table(envelopes)
         table = _select(table, aggregate_type, aggregate_id, event_types, after_position, to_position)
-    return _frame(table, classes)
+    return _typed(table, classes)
+
+
+def events_frame(
+    source: EventSource,
+    *,
+    aggregate_id: str | Iterable[str] | None = None,
+    aggregate_type: str | None = None,
+    event_types: EventTypes | None = None,
+    after_position: int | None = None,
+    to_position: int | None = None,
+) -> pd.DataFrame:
+    """One row per event as a pandas DataFrame: the envelope, its metadata and its payload fields.
+
+    Columns and types are those of ``events_table``, each column a
+    ``pd.ArrowDtype``: ``int64[pyarrow]``, ``decimal128(38, 2)[pyarrow]``,
+    ``string[pyarrow]``, ``timestamp[us, tz=UTC][pyarrow]`` ...; a missing
+    value is ``<NA>`` (``pd.NA``) in every column. A decimal value comes out
+    as a ``decimal.Decimal``. The filters are those of ``events_table``.
+    """
+    table = events_table(
+        source, aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_types=event_types,
+        after_position=after_position, to_position=to_position,
+    )
+    frame: pd.DataFrame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    return frame
+
+
+def events_polars(
+    source: EventSource,
+    *,
+    aggregate_id: str | Iterable[str] | None = None,
+    aggregate_type: str | None = None,
+    event_types: EventTypes | None = None,
+    after_position: int | None = None,
+    to_position: int | None = None,
+) -> pl.DataFrame:
+    """``events_frame`` as a Polars DataFrame (same columns and types; needs ``pip install polars``)."""
+    try:
+        import polars as pl
+    except ImportError as exc:
+        raise ConfigurationError(
+            "events_polars needs Polars: pip install polars (or the notebooks extra, "
+            "pip install 'cqrs-lab[notebooks]'); events_frame gives the same table in pandas"
+        ) from exc
+    table = events_table(
+        source, aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_types=event_types,
+        after_position=after_position, to_position=to_position,
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a Table gives a DataFrame (a single array, a Series)
+    return frame
 
 
 # -- the log as an Arrow table -----------------------------------------------------
@@ -121,7 +183,7 @@ def _envelope_table(envelopes: Iterable[EventEnvelope]) -> tuple[pa.Table, dict[
     return pa.Table.from_pydict(columns, schema=event_arrow_schema()), classes
 
 
-def _names(event_types: str | type[Event] | Iterable[str | type[Event]]) -> list[str]:
+def _names(event_types: EventTypes) -> list[str]:
     items = [event_types] if isinstance(event_types, str | type) else list(event_types)
     return [t if isinstance(t, str) else t.event_type for t in items]
 
@@ -130,7 +192,7 @@ def _select(
     table: pa.Table,
     aggregate_type: str | None,
     aggregate_id: str | Iterable[str] | None,
-    event_types: str | type[Event] | Iterable[str | type[Event]] | None,
+    event_types: EventTypes | None,
     after_position: int | None,
     to_position: int | None,
 ) -> pa.Table:
@@ -191,10 +253,18 @@ def _text_for_times(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def _parse_lines(texts: pa.Array) -> pa.Table | None:
-    """JSON objects (one per element) as an Arrow table, or ``None`` when Arrow cannot read them.
+def _flat(table: pa.Table) -> pa.Table:
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table
 
-    Strings stay strings: Arrow's guess that an ISO text is a timestamp is undone.
+
+def _parse_lines(texts: pa.Array) -> pa.Table:
+    """JSON objects (one per element) as a flat Arrow table: nested objects become ``a.b`` columns.
+
+    Strings stay strings: Arrow's guess that an ISO text is a timestamp is
+    undone. JSON that Arrow's reader cannot type (a field that is a number in
+    one row and text in another) is read in Python, and such a field is text.
     """
     whole = pa.array([0, len(texts)], pa.int64())
     lines = pa.LargeListArray.from_arrays(whole, texts.cast(pa.large_string()))
@@ -205,13 +275,30 @@ def _parse_lines(texts: pa.Array) -> pa.Table | None:
         if schema != table.schema:
             options = pa_json.ParseOptions(explicit_schema=schema)
             table = pa_json.read_json(pa.BufferReader(text), parse_options=options)
+        if table.num_rows == len(texts):
+            return _flat(table)
     except pa.ArrowInvalid:
-        return None
-    if table.num_rows != len(texts):
-        return None
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()
-    return table
+        pass
+    rows = pd.json_normalize([json.loads(t) for t in texts.to_pylist()])
+    columns = {}
+    for name in rows.columns:
+        values = [None if _missing(v) else v for v in rows[name].tolist()]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = _json_text(values)
+    return pa.table(columns)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _json_text(values: list[Any]) -> pa.Array:
+    """Values as text: strings as they are, anything else as its JSON."""
+    texts = [v if v is None or isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
+             for v in values]
+    return pa.array(texts, pa.string())
 
 
 def _unoptional(annotation: Any) -> Any:
@@ -229,112 +316,97 @@ def _declared(cls: type[Event] | None) -> dict[str, Any]:
     return {name: _unoptional(info.annotation) for name, info in cls.model_fields.items()}
 
 
-def _decimals(values: list[Any]) -> list[Any]:
-    """Decimal text to ``Decimal``; missing values (``None``) and numbers unchanged."""
-    try:
-        return list(map(Decimal, values))
-    except (TypeError, ArithmeticError):
-        return [Decimal(v) if isinstance(v, str) else v for v in values]
-
-
-def _decimal_column(texts: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
-    """Decimal text as an Arrow decimal column at the largest scale seen.
-
-    Values that do not fit (over 38 digits, ``NaN``) give a column of ``Decimal`` objects.
-    """
+def _decimal_array(texts: pa.Array) -> pa.Array:
+    """Decimal text as an Arrow decimal column at the largest scale seen (text if it does not fit)."""
     dot = pc.find_substring(texts, ".")
     places = pc.if_else(pc.greater_equal(dot, 0), pc.subtract(pc.subtract(pc.utf8_length(texts), dot), 1), 0)
     scale = pc.max(places).as_py() or 0
     try:
-        values = pc.cast(texts, pa.decimal128(38, scale))
+        return pc.cast(texts, pa.decimal128(38, scale))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        return pd.Series(_decimals(texts.to_pylist()), index=index, dtype=object)
-    return pd.Series(values, index=index, dtype=pd.ArrowDtype(values.type))
+        return texts  # over 38 digits, or NaN: exact as text rather than rounded
 
 
-def _column(values: pa.ChunkedArray | pd.Series, kind: Any, index: pd.Index) -> pd.Series:
-    """One payload column in pandas; ``kind`` is the field's declared type when it needs converting."""
-    if kind is datetime:
-        texts = values.to_pandas() if isinstance(values, pa.ChunkedArray) else values
-        return pd.Series(pd.to_datetime(texts, utc=True, format="ISO8601").array, index=index)
-    if isinstance(values, pd.Series):
-        items = values.astype(object).where(values.notna(), None).tolist()
-        return pd.Series(_decimals(items) if kind is Decimal else items, index=index, dtype=object)
-    if kind is Decimal and pa.types.is_string(values.type):
-        return pd.Series(_decimals(values.to_pylist()), index=index, dtype=object)
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        return pd.Series(values.to_pylist(), index=index, dtype=object)
-    series: pd.Series = values.to_pandas()
-    series.index = index
-    return series
+def _converted(values: pa.Array, kind: Any) -> pa.Array:
+    """A payload column of one event type, as the type its field declares (``date``, ``datetime``)."""
+    if not pa.types.is_string(values.type):
+        return values
+    try:
+        if kind is datetime:
+            try:
+                return pc.cast(values, pa.timestamp("us", tz="UTC"))
+            except pa.ArrowInvalid:  # no UTC offset in the text: a naive time, taken as UTC
+                return pc.cast(pc.cast(values, pa.timestamp("us")), pa.timestamp("us", tz="UTC"))
+        if kind is date:
+            return pc.cast(values, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return values
+    return values
 
 
-def _payload_part(texts: pa.Array, kinds: dict[str, Any], index: pd.Index) -> pd.DataFrame:
-    """The payload fields of one event type's rows; fields named in ``kinds`` are converted."""
-    parsed = _parse_lines(texts)
-    if parsed is not None:
-        columns = zip(parsed.column_names, parsed.columns, strict=True)
-        return pd.DataFrame({name: _column(values, kinds.get(name), index) for name, values in columns},
-                            index=index)
-    raw = pd.json_normalize([json.loads(t) for t in texts.to_pylist()])
-    return pd.DataFrame({name: _column(raw[name], kinds.get(name), index) for name in raw.columns},
-                        index=index)
+def _common_type(kinds: set[pa.DataType]) -> pa.DataType | None:
+    """One type for all of ``kinds`` (``int64`` and ``double`` give ``double``), or ``None``."""
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    try:
+        schemas = [pa.schema([pa.field("x", kind)]) for kind in kinds]
+        return pa.unify_schemas(schemas, promote_options="permissive").field("x").type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
 
 
-def _payload_frame(table: pa.Table, classes: dict[str, type[Event] | None]) -> pd.DataFrame:
-    """Payload columns of every row, event type by event type, back in row order.
+def _assemble(pieces: list[tuple[np.ndarray, pa.Array]], length: int) -> pa.Array:
+    """One column of ``length`` rows from pieces (row numbers, values); other rows are null."""
+    kinds = {values.type for _, values in pieces if not pa.types.is_null(values.type)}
+    kind = _common_type(kinds) if kinds else pa.null()
+    if kind is None:
+        pieces = [(rows, _json_text(values.to_pylist())) for rows, values in pieces]
+        kind = pa.string()
+    values = pa.concat_arrays([v.cast(kind) for _, v in pieces] + [pa.nulls(1, kind)])
+    where = np.full(length, len(values) - 1, dtype=np.int64)
+    where[np.concatenate([rows for rows, _ in pieces])] = np.arange(len(values) - 1)
+    return values.take(pa.array(where))
 
-    ``Decimal`` fields become one Arrow decimal column after the event types
-    are put together (one scale for the whole column); a field name that is
-    ``Decimal`` in one event type and something else in another is converted
-    to ``Decimal`` objects in the rows of the first only.
+
+def _payload_columns(table: pa.Table, classes: dict[str, type[Event] | None]) -> dict[str, pa.Array]:
+    """Payload columns of every row, read event type by event type, put back in row order.
+
+    ``Decimal`` fields are read as text and made one decimal column once the
+    event types are put together, so the whole column has one scale.
     """
-    index = pd.RangeIndex(table.num_rows)
-    event_types = pc.unique(table["event_type"]).to_pylist()
-    declared: dict[str, set[Any]] = {}
-    for event_type in event_types:
-        for name, kind in _declared(classes.get(event_type)).items():
-            declared.setdefault(name, set()).add(kind)
-    shared = {name for name, kinds in declared.items() if kinds == {Decimal}}
-    parts = []
-    for event_type in event_types:
-        converted = {
-            name: kind
-            for name, kind in _declared(classes.get(event_type)).items()
-            if kind in (Decimal, datetime) and name not in shared
-        }
+    pieces: dict[str, list[tuple[np.ndarray, pa.Array]]] = {}
+    decimals: set[str] = set()
+    for event_type in pc.unique(table["event_type"]).to_pylist():
+        kinds = _declared(classes.get(event_type))
+        decimals |= {name for name, kind in kinds.items() if kind is Decimal}
         mask = pc.equal(table["event_type"], event_type)
-        rows = pd.Index(pc.indices_nonzero(mask).to_numpy())
-        parts.append(_payload_part(table["payload"].filter(mask).combine_chunks(), converted, rows))
-    if not parts:
-        return pd.DataFrame(index=index)
-    frame = pd.concat(parts).reindex(index)
-    for name in sorted(shared & set(frame.columns)):
-        if pd.api.types.is_string_dtype(frame[name]):
-            frame[name] = _decimal_column(pa.array(frame[name], pa.string()), index)
-    return frame
+        rows = pc.indices_nonzero(mask).to_numpy()
+        part = _parse_lines(table["payload"].filter(mask).combine_chunks())
+        for name, values in zip(part.column_names, part.columns, strict=True):
+            pieces.setdefault(name, []).append((rows, _converted(values.combine_chunks(), kinds.get(name))))
+    columns = {name: _assemble(items, table.num_rows) for name, items in pieces.items()}
+    for name in decimals & set(columns):
+        if pa.types.is_string(columns[name].type):
+            columns[name] = _decimal_array(columns[name])
+    return columns
 
 
-def _metadata_frame(texts: pa.Array) -> pd.DataFrame:
-    index = pd.RangeIndex(len(texts))
+def _metadata_columns(texts: pa.Array) -> dict[str, pa.Array]:
+    """One text column per metadata key, ``metadata.<key>``, keys sorted."""
     parsed = _parse_lines(texts) if len(texts) else pa.table({})
-    if parsed is not None and all(pa.types.is_string(f.type) for f in parsed.schema):
-        frame = pd.DataFrame({name: _column(values, None, index)
-                              for name, values in zip(parsed.column_names, parsed.columns, strict=True)},
-                             index=index)
-    else:
-        rows = [{k: str(v) for k, v in json.loads(t).items()} for t in texts.to_pylist()]
-        frame = pd.DataFrame(rows, index=index)
-    frame = frame[sorted(frame.columns)]
-    return frame.rename(columns=lambda key: f"metadata.{key}")
+    columns = {}
+    for name in sorted(parsed.column_names):
+        values = parsed[name].combine_chunks()
+        if not pa.types.is_string(values.type):
+            values = _json_text(values.to_pylist())
+        columns[f"metadata.{name}"] = values
+    return columns
 
 
-def _frame(table: pa.Table, classes: dict[str, type[Event] | None]) -> pd.DataFrame:
+def _typed(table: pa.Table, classes: dict[str, type[Event] | None]) -> pa.Table:
     table = table.combine_chunks()
-    envelope = table.select(list(ENVELOPE_COLUMNS)).to_pandas()
-    metadata = _metadata_frame(table["metadata"].combine_chunks())
-    payload = _payload_frame(table, classes)
-    taken = set(envelope.columns) | set(metadata.columns)
-    payload = payload.rename(columns=lambda name: f"payload.{name}" if name in taken else name)
-    frame: pd.DataFrame = pd.concat([envelope, metadata, payload], axis=1)
-    return frame
+    columns: dict[str, pa.Array] = {name: table[name].combine_chunks() for name in ENVELOPE_COLUMNS}
+    columns.update(_metadata_columns(table["metadata"].combine_chunks()))
+    for name, values in _payload_columns(table, classes).items():
+        columns[f"payload.{name}" if name in columns else name] = values
+    return pa.table(columns)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_origin
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel
 
 from cqrs_lab._render import CHANGED
@@ -15,6 +17,7 @@ from cqrs_lab.domain import Aggregate, Event
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import ConfigurationError
 from cqrs_lab.framework import replay
+from cqrs_lab.notebook.frames import _decimal_array, _unoptional
 from cqrs_lab.testing import as_envelope
 
 if TYPE_CHECKING:
@@ -60,23 +63,62 @@ def _fields(model: BaseModel, prefix: str = "") -> dict[str, Any]:
     return values
 
 
+def _annotations(cls: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """The declared type of each entry of ``_fields`` (``X | None`` counts as ``X``)."""
+    kinds: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        kind = _unoptional(info.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            kinds.update(_annotations(kind, f"{prefix}{name}."))
+        else:
+            kinds[f"{prefix}{name}"] = kind
+    return kinds
+
+
+_SCALARS: dict[Any, pa.DataType] = {
+    bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string(), date: pa.date32(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _column(values: list[Any], kind: Any, index: pd.Index) -> pd.Series:
+    """One field's values as an Arrow-typed column; mappings and what Arrow cannot type as objects."""
+    if kind is Decimal:
+        texts = pa.array([None if v is None else str(v) for v in values], pa.string())
+        array = _decimal_array(texts)
+        return pd.Series(array, index=index, dtype=pd.ArrowDtype(array.type))
+    if get_origin(kind) is not dict and kind is not dict:
+        try:
+            array = pa.array(values, type=_SCALARS.get(kind))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            array = None
+        if array is not None and not pa.types.is_struct(array.type):
+            return pd.Series(array, index=index, dtype=pd.ArrowDtype(array.type))
+    return pd.Series([pd.NA if v is None else v for v in values], index=index, dtype=object)
+
+
 def state_history(aggregate_cls: type[Aggregate], events: Iterable[EventEnvelope | Event]) -> pd.DataFrame:
     """The aggregate's state after each event: one row per event.
 
     Columns: ``sequence``, ``event_type``, then the aggregate's fields (nested
-    models as ``parent.child``; values as the aggregate holds them, so
-    ``Decimal`` stays ``Decimal``). ``events`` are envelopes of one stream or
-    bare events (numbered 1, 2, ...).
+    models as ``parent.child``). Each column is typed from the field's
+    declaration, as in ``events_frame``: ``int64[pyarrow]``, exact decimals
+    (``Decimal`` values at one scale per column), dates, text, lists; a
+    missing value is ``<NA>``. Mapping fields (``dict``) hold their dicts.
+    ``events`` are envelopes of one stream or bare events (numbered 1, 2, ...).
     """
     envelopes = _stream(aggregate_cls, events)
     state = aggregate_cls()
-    columns = ["sequence", "event_type", *_fields(state)]
+    kinds = {"sequence": int, "event_type": str, **_annotations(aggregate_cls)}
     rows = []
     for envelope in envelopes:
         state = replay(aggregate_cls, [envelope], state)
         rows.append({"sequence": envelope.sequence, "event_type": envelope.event_type, **_fields(state)})
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({"sequence": "int64"}) if rows else frame
+    index = pd.RangeIndex(len(rows))
+    return pd.DataFrame(
+        {name: _column([row[name] for row in rows], kind, index) for name, kind in kinds.items()},
+        index=index,
+    )
 
 
 def _changes(frame: pd.DataFrame, initial: dict[str, Any]) -> pd.DataFrame:
