@@ -7,7 +7,10 @@ from dataclasses import replace
 from decimal import Decimal
 from xml.etree import ElementTree
 
+import pytest
+
 from cqrs_lab import (
+    ConfigurationError,
     CqrsFramework,
     FixedClock,
     MemoryEventStore,
@@ -20,6 +23,7 @@ from cqrs_lab.examples.bank_account import (
     OpenBankAccount,
 )
 from cqrs_lab.notebook import timeline
+from cqrs_lab.notebook.timeline import DEFAULT_WIDTH
 from tests.domain_fixtures import small_bank
 
 
@@ -63,7 +67,7 @@ def test_long_event_names_are_split_between_words() -> None:
     fw.execute("A-1", OpenBankAccount(account_id="A-1"))
     fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
     svg = timeline(fw).svg()
-    assert ">CustomerDeposited</text>" in svg and ">Money</text>" in svg
+    assert ">Customer</text>" in svg and ">Deposited</text>" in svg and ">Money</text>" in svg
 
 
 def test_filters_and_max_events() -> None:
@@ -74,3 +78,46 @@ def test_filters_and_max_events() -> None:
     assert cut.truncated and cut.count("event") == 2
     assert "more events follow" in cut.svg()
     assert "no events" in timeline([]).svg()
+
+
+def many_commands(count: int) -> CqrsFramework[BankAccount]:
+    fw = CqrsFramework(BankAccount, MemoryEventStore(), clock=FixedClock(), ids=SequentialIds())
+    for account in ("A-1", "B-2", "C-3"):
+        fw.execute(account, OpenBankAccount(account_id=account))
+    for n in range(count - 3):
+        fw.execute("A-1", DepositMoney(amount=Decimal(n + 1)))
+    return fw
+
+
+def _svg_width(svg: str) -> int:
+    return int(ElementTree.fromstring(svg).get("width") or 0)
+
+
+def test_a_long_timeline_wraps_to_rows_within_its_width_and_draws_every_sticky() -> None:
+    picture = timeline(many_commands(12))
+    assert picture.columns == 24 and picture.width == DEFAULT_WIDTH
+    svg = picture.svg()
+    assert _svg_width(svg) <= DEFAULT_WIDTH
+    rows = picture.rows()
+    assert len(rows) > 1
+    assert [c for columns, _ in rows for c in columns] == list(range(24))
+    drawn = ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}g")
+    assert sum(1 for _ in drawn) == 24  # one group per sticky, none cut off
+    # a row only has the lanes with stickies in it: the three openings are in the first row
+    assert [lane.aggregate_id for lane in rows[0][1]] == ["A-1", "B-2", "C-3"]
+    assert [lane.aggregate_id for lane in rows[-1][1]] == ["A-1"]
+    assert "continued: columns" in svg
+
+
+def test_width_sets_how_many_columns_fit_and_a_short_timeline_is_only_as_wide_as_it_needs() -> None:
+    wide = timeline(many_commands(12), width=2400)
+    assert len(wide.rows()) < len(timeline(many_commands(12)).rows())
+    assert _svg_width(wide.svg()) <= 2400
+    short = timeline(small_bank())
+    assert len(short.rows()) == 1 and _svg_width(short.svg()) < DEFAULT_WIDTH
+    assert "max-width:100%" in short.svg()  # a narrower column shrinks it instead of scrolling
+
+
+def test_a_width_too_narrow_for_one_column_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="too narrow"):
+        timeline(small_bank(), width=200)

@@ -1,8 +1,11 @@
 """A timeline of event streams as inline SVG, in EventStorming colours.
 
 One lane per stream; columns follow the global order, so how streams
-interleave is visible. A command (blue) stands before the events (orange) it
-produced when the events' metadata names it (``command_type``, which
+interleave is visible. The picture is at most ``width`` pixels wide: each
+column is as wide as its sticky needs, and columns that do not fit wrap to
+further rows, each naming the lanes that have stickies there, so nothing is
+cut off and no lane looks empty. A command (blue) stands before the events
+(orange) it produced when the events' metadata names it (``command_type``, which
 ``CqrsFramework`` records); the views (green) a framework's dispatchers keep
 stand at the end of each lane. Colours are explicit fills on a white
 background, so the picture reads the same in light and dark themes.
@@ -20,17 +23,23 @@ from typing import Any, Literal
 from cqrs_lab._render import COMMAND, EVENT, VIEW, Swatch, fields_text
 from cqrs_lab.domain import Query
 from cqrs_lab.envelope import EventEnvelope
+from cqrs_lab.errors import ConfigurationError
 from cqrs_lab.framework import CqrsFramework
 from cqrs_lab.notebook.flow import framework_queries
 from cqrs_lab.stores.base import EventStore
 
-__all__ = ["Lane", "Sticky", "Timeline", "timeline"]
+__all__ = ["DEFAULT_WIDTH", "Lane", "Sticky", "Timeline", "timeline"]
 
 Kind = Literal["command", "event", "view"]
 _SWATCHES: dict[Kind, Swatch] = {"command": COMMAND, "event": EVENT, "view": VIEW}
 
-_LABEL_W, _COL_W, _STICKY_W, _STICKY_H, _LANE_H, _LEGEND_H, _PAD = 180, 150, 140, 58, 74, 30, 8
-_CHARS = 20  # characters per sticky line at the font size used
+_LABEL_W, _STICKY_H, _LANE_H, _LEGEND_H, _PAD, _GAP, _SPACE = 132, 66, 80, 30, 8, 16, 8
+_CHARS, _LINES = 13, 3  # at most this many characters per sticky line, and lines per label
+_LABEL_CHARS = 18  # characters of a lane's name
+_CHAR_W = 6.7  # the advance of one character at font-size 11 in a monospace font
+_MIN_STICKY_W, _MAX_STICKY_W = 64, round(_CHARS * _CHAR_W) + 12
+DEFAULT_WIDTH = 880
+"""Fits the output area of a notebook column 1000 px wide (JupyterLab's prompt and padding take the rest)."""
 _FONT = "font-family='ui-monospace,SFMono-Regular,Menlo,Consolas,monospace'"
 _INK, _GRID, _PAPER = "#263238", "#cfd8dc", "#ffffff"
 
@@ -61,12 +70,14 @@ class Lane:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Lanes of stickies; renders as SVG in Jupyter (``_repr_html_``)."""
+    """Lanes of stickies; renders as SVG in Jupyter (``_repr_html_``), at most ``width`` px wide."""
 
     lanes: tuple[Lane, ...]
     columns: int
     truncated: bool = False
     """True when more events matched than ``max_events``; only the first are shown."""
+    width: int = DEFAULT_WIDTH
+    """The widest the picture may be, in pixels; columns that do not fit wrap to a new row."""
 
     def count(self, kind: Kind) -> int:
         return sum(s.kind == kind for lane in self.lanes for s in lane.stickies)
@@ -78,20 +89,58 @@ class Timeline:
             f"{self.count('event')} event(s){more})"
         )
 
+    def column_widths(self) -> list[int]:
+        """How wide each column is drawn: as wide as its widest sticky needs (columns are compressed)."""
+        widths = [_MIN_STICKY_W + _SPACE] * max(self.columns, 1)
+        for lane in self.lanes:
+            for sticky in lane.stickies:
+                widths[sticky.column] = max(widths[sticky.column], _sticky_width(sticky) + _SPACE)
+        return widths
+
+    def rows(self) -> list[tuple[range, tuple[Lane, ...]]]:
+        """The rows the picture wraps to: their columns, and the lanes with stickies in them."""
+        room = self.width - _LABEL_W - _PAD
+        rows: list[range] = []
+        start, used = 0, 0
+        for column, width in enumerate(self.column_widths()):
+            if column > start and used + width > room:
+                rows.append(range(start, column))
+                start, used = column, 0
+            used += width
+        rows.append(range(start, max(self.columns, 1)))
+        return [
+            (columns, tuple(lane for lane in self.lanes if any(s.column in columns for s in lane.stickies)))
+            for columns in rows
+        ]
+
     def svg(self) -> str:
-        """The picture as a standalone ``<svg>`` element."""
-        width = _LABEL_W + max(self.columns, 1) * _COL_W + _PAD
-        height = _LEGEND_H + max(len(self.lanes), 1) * _LANE_H + _PAD + (18 if self.truncated else 0)
+        """The picture as a standalone ``<svg>`` element, at most ``width`` pixels wide."""
+        rows, widths = self.rows(), self.column_widths()
+        width = _LABEL_W + max(sum(widths[c] for c in columns) for columns, _ in rows) + _PAD
+        lanes_drawn = sum(len(lanes) for _, lanes in rows) or 1
+        height = (_LEGEND_H + lanes_drawn * _LANE_H + (len(rows) - 1) * _GAP + _PAD
+                  + (18 if self.truncated else 0))
         parts = [
-            # max-width:none: JupyterLab shrinks SVGs to the output width, which makes a
-            # long timeline unreadable; the wrapper scrolls instead.
+            # JupyterLab (and a handout) shrink an SVG wider than the output to fit; at the
+            # default width it is drawn at its own size in a notebook column 1000 px wide.
             f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-            f"viewBox='0 0 {width} {height}' style='max-width:none' {_FONT} font-size='11'>",
+            f"viewBox='0 0 {width} {height}' style='max-width:100%;height:auto' {_FONT} font-size='11'>",
             f"<rect x='0' y='0' width='{width}' height='{height}' fill='{_PAPER}' stroke='{_GRID}'/>",
             *_legend(),
         ]
-        for row, lane in enumerate(self.lanes):
-            parts.extend(_lane(lane, _LEGEND_H + row * _LANE_H, width))
+        top = _LEGEND_H
+        for number, (columns, lanes) in enumerate(rows):
+            if number:
+                parts.append(_wrap_marker(top - _GAP // 2, width, columns, self.columns))
+            x = _LABEL_W
+            xs = {}
+            for column in columns:
+                xs[column] = x
+                x += widths[column]
+            for lane in lanes:
+                parts.extend(_lane(lane, top, width, xs))
+                top += _LANE_H
+            top += _GAP
         if not self.lanes:
             parts.append(f"<text x='{_PAD}' y='{_LEGEND_H + 30}' fill='{_INK}'>no events</text>")
         if self.truncated:
@@ -103,7 +152,14 @@ class Timeline:
         return "".join(parts)
 
     def _repr_html_(self) -> str:
-        return f"<div class='cqrs-lab-timeline' style='overflow-x:auto'>{self.svg()}</div>"
+        return f"<div class='cqrs-lab-timeline'>{self.svg()}</div>"
+
+
+def _wrap_marker(y: int, width: int, columns: range, total: int) -> str:
+    """The dashed line above a continued row, saying which columns it holds."""
+    return (f"<line x1='0' y1='{y}' x2='{width}' y2='{y}' stroke='{_GRID}' stroke-dasharray='4 3'/>"
+            f"<text x='{width - _PAD}' y='{y - 2}' fill='{_INK}' font-size='9' text-anchor='end'>"
+            f"continued: columns {columns.start + 1}-{columns.stop} of {total}</text>")
 
 
 def _legend() -> Iterator[str]:
@@ -115,19 +171,33 @@ def _legend() -> Iterator[str]:
 
 
 def _lines(label: str) -> list[str]:
-    """The label in at most two lines of ``_CHARS`` characters, split between CamelCase words."""
+    """The label in at most ``_LINES`` lines of ``_CHARS`` characters, split between CamelCase words."""
     words = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])|[^A-Za-z0-9]+", label) or [label]
     lines = [""]
     for word in words:
         if lines[-1] and len(lines[-1]) + len(word) > _CHARS:
             lines.append("")
         lines[-1] += word
-    if len(lines) > 2:
-        lines = [lines[0], "".join(lines[1:])]
-    return [line if len(line) <= _CHARS else line[: _CHARS - 1] + "…" for line in lines]
+    if len(lines) > _LINES:
+        lines = [*lines[: _LINES - 1], "".join(lines[_LINES - 1 :])]
+    return [_cut(line, _CHARS) for line in lines]
 
 
-def _lane(lane: Lane, top: int, width: int) -> Iterator[str]:
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def _sticky_width(sticky: Sticky) -> int:
+    chars = max([len(line) for line in _lines(sticky.label)] + [len(_detail(sticky))])
+    return min(_MAX_STICKY_W, max(_MIN_STICKY_W, round(chars * _CHAR_W) + 12))
+
+
+def _detail(sticky: Sticky) -> str:
+    return sticky.detail[:_CHARS]
+
+
+def _lane(lane: Lane, top: int, width: int, xs: dict[int, int]) -> Iterator[str]:
+    """One lane of one row; ``xs`` places the row's columns (a sticky in another column is left out)."""
     middle = top + _LANE_H // 2
     yield f"<line x1='0' y1='{top}' x2='{width}' y2='{top}' stroke='{_GRID}'/>"
     yield (f"<line x1='{_LABEL_W - 8}' y1='{middle}' x2='{width - _PAD}' y2='{middle}' "
@@ -135,19 +205,21 @@ def _lane(lane: Lane, top: int, width: int) -> Iterator[str]:
     yield (f"<text x='{_PAD}' y='{middle - 4}' fill='{_INK}' font-size='10'>"
            f"{escape(lane.aggregate_type)}</text>"
            f"<text x='{_PAD}' y='{middle + 10}' fill='{_INK}' font-weight='bold'>"
-           f"{escape(_lines(lane.aggregate_id)[0])}</text>")
+           f"{escape(_cut(lane.aggregate_id, _LABEL_CHARS))}</text>")
     for sticky in lane.stickies:
+        if sticky.column not in xs:
+            continue
         swatch = _SWATCHES[sticky.kind]
-        x = _LABEL_W + sticky.column * _COL_W
+        x = xs[sticky.column]
         y = top + (_LANE_H - _STICKY_H) // 2
         text = "".join(
-            f"<text x='{x + 6}' y='{y + 16 + 13 * i}' fill='{swatch.text}'>{escape(line)}</text>"
+            f"<text x='{x + 6}' y='{y + 15 + 13 * i}' fill='{swatch.text}'>{escape(line)}</text>"
             for i, line in enumerate(_lines(sticky.label))
         )
         detail = (f"<text x='{x + 6}' y='{y + _STICKY_H - 7}' fill='{swatch.text}' font-size='10'>"
-                  f"{escape(sticky.detail[:_CHARS + 4])}</text>") if sticky.detail else ""
+                  f"{escape(_detail(sticky))}</text>") if sticky.detail else ""
         yield (f"<g><title>{escape(sticky.tooltip or sticky.label)}</title>"
-               f"<rect x='{x}' y='{y}' width='{_STICKY_W}' height='{_STICKY_H}' rx='3' "
+               f"<rect x='{x}' y='{y}' width='{_sticky_width(sticky)}' height='{_STICKY_H}' rx='3' "
                f"fill='{swatch.fill}' stroke='{swatch.stroke}'/>{text}{detail}</g>")
 
 
@@ -196,13 +268,19 @@ def timeline(
     to_position: int | None = None,
     views: Sequence[str | type[Query]] | None = None,
     max_events: int = 100,
+    width: int = DEFAULT_WIDTH,
 ) -> Timeline:
     """A ``Timeline`` of the events from ``source`` (a store, a framework or envelopes).
 
     Filters as in ``events_frame``; at most ``max_events`` events are drawn.
     ``views`` names the views to show at the end of each lane (default: the
-    queries of a framework's ``QueryProcessor`` dispatchers).
+    queries of a framework's ``QueryProcessor`` dispatchers). ``width`` is
+    the widest the picture may be, in pixels: columns that do not fit wrap to
+    further rows (the default fits a notebook column 1000 px wide).
     """
+    narrowest = _LABEL_W + _MAX_STICKY_W + _SPACE + _PAD
+    if width < narrowest:
+        raise ConfigurationError(f"timeline width={width} is too narrow: give at least {narrowest} (pixels)")
     found = _envelopes(source, aggregate_type, aggregate_id, after_position, to_position)
     envelopes = list(islice(found, max_events + 1))
     truncated = len(envelopes) > max_events
@@ -237,4 +315,4 @@ def timeline(
             )
         column += len(names)
     lanes = tuple(Lane(t, i, tuple(s)) for (t, i), s in stickies.items())
-    return Timeline(lanes, column, truncated)
+    return Timeline(lanes, column, truncated, width)
