@@ -1,6 +1,8 @@
-"""flow_diagram: commands -> aggregate -> events -> queries as Mermaid."""
+"""flow_diagram: commands -> aggregate -> events -> queries, as SVG drawn by cqrs_lab and as Mermaid."""
 
 from __future__ import annotations
+
+from xml.etree import ElementTree
 
 from cqrs_lab import (
     CqrsFramework,
@@ -8,7 +10,7 @@ from cqrs_lab import (
     MemoryQueryStore,
     QueryProcessor,
 )
-from cqrs_lab._render import EVENT
+from cqrs_lab._render import COMMAND, EVENT, VIEW
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountQuery,
@@ -17,6 +19,8 @@ from cqrs_lab.examples.bank_account import (
 )
 from cqrs_lab.notebook import flow_diagram
 from tests.domain_fixtures import small_bank
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_flow_diagram_lists_what_the_store_has_seen_plus_what_is_declared() -> None:
@@ -29,8 +33,8 @@ def test_flow_diagram_lists_what_the_store_has_seen_plus_what_is_declared() -> N
         ("OpenBankAccount", "BankAccountOpened"),
         ("DepositMoney", "CustomerDepositedMoney"),
     )
-    markdown = diagram._repr_markdown_()
-    assert markdown.startswith("```mermaid\nflowchart LR\n") and markdown.endswith("\n```")
+    markdown = diagram.mermaid
+    assert markdown.startswith("flowchart LR\n")
     for line in (
         'C0["WithdrawMoney"]',
         'A["BankAccount"]',
@@ -41,7 +45,26 @@ def test_flow_diagram_lists_what_the_store_has_seen_plus_what_is_declared() -> N
     ):
         assert line in markdown
     again = flow_diagram(fw, commands=[WithdrawMoney], events=[CustomerWroteCheck])
-    assert markdown == again._repr_markdown_()
+    assert markdown == again.mermaid
+    assert diagram._repr_html_() == again._repr_html_()
+
+
+def test_flow_diagram_is_an_svg_with_a_box_per_name_and_an_arrow_per_edge() -> None:
+    diagram = flow_diagram(small_bank(), commands=[WithdrawMoney])
+    html = diagram._repr_html_()
+    assert "mermaid" not in html  # drawn by cqrs_lab: no script, no CDN, nothing to render later
+    svg = ElementTree.fromstring(diagram.svg())
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    for name in ("Commands", "Events", "Queries", "WithdrawMoney", "OpenBankAccount", "BankAccount",
+                 "BankAccountOpened", "CustomerDepositedMoney", "BankAccountQuery"):
+        assert name in texts
+    fills = [r.get("fill") for r in svg.iter(f"{SVG}rect")]
+    assert fills.count(COMMAND.fill) == 3 and fills.count(EVENT.fill) == 2 and fills.count(VIEW.fill) == 1
+    # 3 commands -> aggregate, aggregate -> 2 events, events -> 1 query
+    assert len(list(svg.iter(f"{SVG}polygon"))) == 3 + 2 + 1
+    tips = [t.text for t in svg.iter(f"{SVG}title")]
+    assert "CustomerDepositedMoney, produced by DepositMoney" in tips
+    assert int(svg.get("width") or 0) < 1000
 
 
 def test_flow_diagram_of_an_empty_store_still_shows_the_aggregate_and_queries() -> None:
