@@ -38,6 +38,8 @@ REJECTED = Swatch("#f6b3b3", "#c62828", "#3b0000")
 PASSED = Swatch("#2e7d32", "#2e7d32", "#ffffff")
 FAILED = Swatch("#c62828", "#c62828", "#ffffff")
 CHANGED = Swatch("#fff3a3", "#a08900", "#2b2500")
+NEUTRAL = Swatch("#eceff1", "#90a4ae", "#263238")
+"""A count that says nothing good or bad (``0 failed``, ``0 passed``)."""
 
 
 def badge(text: str, swatch: Swatch) -> str:

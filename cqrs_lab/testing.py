@@ -9,6 +9,7 @@ outcome as data; ``then_*`` methods raise ``AssertionError`` on a mismatch
 from __future__ import annotations
 
 import difflib
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,20 +36,37 @@ def _lines(items: Sequence[Any]) -> list[str]:
     return [repr(i) for i in items]
 
 
-def side_by_side(expected: Sequence[Any], actual: Sequence[Any]) -> str:
-    """Expected and actual items in two columns; the first differing row is marked ``>>``."""
+def side_by_side(expected: Sequence[Any], actual: Sequence[Any], width: int = 100) -> str:
+    """Expected and actual items, the first differing pair marked ``>>``.
+
+    In two columns when every row fits in ``width`` characters; otherwise
+    item by item, expected above actual, each wrapped at spaces (never inside
+    a word) so that no line is wider than ``width``.
+    """
     left, right = _lines(expected), _lines(actual)
-    width = max([len("expected"), *map(len, left)])
-    rows = [f"   {'expected'.ljust(width)} | actual"]
-    marked = False
-    for i in range(max(len(left), len(right))):
-        lhs = left[i] if i < len(left) else "<nothing>"
-        rhs = right[i] if i < len(right) else "<nothing>"
-        mark = "   "
-        if not marked and lhs != rhs:
-            mark, marked = ">> ", True
-        rows.append(f"{mark}{lhs.ljust(width)} | {rhs}")
+    pairs = [
+        (left[i] if i < len(left) else "<nothing>", right[i] if i < len(right) else "<nothing>")
+        for i in range(max(len(left), len(right)))
+    ]
+    first = next((i for i, (lhs, rhs) in enumerate(pairs) if lhs != rhs), None)
+    column = max([len("expected"), *map(len, left)])
+    if all(3 + column + 3 + len(rhs) <= width for _, rhs in pairs):
+        rows = [f"   {'expected'.ljust(column)} | actual"]
+        rows += [f"{'>> ' if i == first else '   '}{lhs.ljust(column)} | {rhs}"
+                 for i, (lhs, rhs) in enumerate(pairs)]
+        return "\n".join(rows)
+    rows = []
+    for i, (lhs, rhs) in enumerate(pairs):
+        number = f"#{i + 1} "
+        rows.append(_wrapped(f"{'>> ' if i == first else '   '}{number}expected: ", lhs, width))
+        rows.append(_wrapped(f"   {' ' * len(number)}actual:   ", rhs, width))
     return "\n".join(rows)
+
+
+def _wrapped(prefix: str, text: str, width: int) -> str:
+    lines = textwrap.wrap(text, width=max(width - len(prefix), 20), break_long_words=False,
+                          break_on_hyphens=False, subsequent_indent="  ")
+    return prefix + ("\n" + " " * len(prefix)).join(lines or [""])
 
 
 @dataclass
@@ -152,7 +170,9 @@ class AggregateSpec(Generic[A]):
         problems = []
         if self.error.message != message:
             diff = "\n".join(difflib.ndiff([message], [self.error.message]))
-            problems.append(f"error message differs:\n{diff}")
+            problems.append(
+                f"error message differs: expected {message!r}, actual {self.error.message!r}\n{diff}"
+            )
         if code is not None and self.error.code != code:
             problems.append(f"error code differs: expected {code!r}, actual {self.error.code!r}")
         actual = {"message": self.error.message, "code": self.error.code}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
 
 from cqrs_lab import QueryTester, SpecResult, TestFramework
+from cqrs_lab._render import FAILED, NEUTRAL, PASSED
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountOpened,
@@ -134,3 +136,30 @@ def test_card_of_a_rejected_command_shows_the_rejection() -> None:
     assert "rejected: UserError(&#x27;bank account is already open&#x27;" in html
     passed = spec.check_error("bank account is already open")._repr_html_()
     assert "passed" in passed and "cqrs-lab-diff" not in passed
+
+
+def _badge_colour(html: str, text: str) -> str:
+    match = re.search(rf"<span style='background:(#[0-9a-f]+);[^>]*>{text}</span>", html)
+    assert match, text
+    return match.group(1)
+
+
+def test_summary_badges_are_red_only_for_failures_and_green_only_for_passes() -> None:
+    mixed = report()._repr_html_()
+    assert _badge_colour(mixed, "3 passed") == PASSED.fill and _badge_colour(mixed, "3 failed") == FAILED.fill
+    all_pass = run_specs([deposit_on_an_open_account])._repr_html_()
+    assert _badge_colour(all_pass, "1 passed") == PASSED.fill
+    assert _badge_colour(all_pass, "0 failed") == NEUTRAL.fill
+    all_fail = run_specs([wrong_balance])._repr_html_()
+    assert _badge_colour(all_fail, "0 passed") == NEUTRAL.fill
+    assert _badge_colour(all_fail, "1 failed") == FAILED.fill
+
+
+def test_a_wrong_error_message_says_what_differs_in_the_summary() -> None:
+    outcome = run_specs([
+        lambda: TestFramework(BankAccount, "wrong message").given([OPENED])
+        .when(WithdrawMoney(amount=Decimal("5.00"))).then_expect_error("no money")
+    ]).outcomes[0]
+    first_line = outcome.message.splitlines()[0]
+    assert first_line == "error message differs: expected 'no money', actual 'funds not available'"
+    assert first_line in str(run_specs([lambda: outcome.result]))

@@ -125,3 +125,25 @@ def test_framework_and_aggregate_id_give_the_stored_events() -> None:
     stepper.go(1)
     assert stepper.current is not None and stepper.current.state_after.balance == Decimal("15.00")
     assert len(fw.events("A-1")) == 2  # nothing was committed
+
+
+def test_play_has_a_tooltip_for_play_stop_and_repeat() -> None:
+    stepper = CommandStepper(BankAccount, COMMANDS)
+    assert all(word in stepper.play.tooltip for word in ("Play", "Stop", "Repeat"))
+    assert stepper.back_button.tooltip and stepper.next_button.tooltip
+
+
+def test_displayed_stepper_carries_every_step_as_static_html() -> None:
+    stepper = CommandStepper(BankAccount, COMMANDS)
+    stepper.go(2)  # what the live widget shows does not change the static copy
+    bundle = stepper._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "application/vnd.jupyter.widget-view+json", "text/html"}
+    static = bundle["text/html"]
+    key = stepper._static_id
+    assert static.count(f"<input type='radio' name='{key}'") == len(COMMANDS) + 1
+    assert f"id='{key}-0' aria-label='step 0' checked>" in static  # it opens at step 0
+    for k in range(len(COMMANDS) + 1):
+        assert stepper.html(k) in static
+    assert f"<label for='{key}-1' title='next command'>Next</label>" in static
+    assert "<script" not in static  # navigable with CSS only
+    assert CommandStepper(BankAccount, COMMANDS)._static_id != key  # two steppers on a page stay apart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -18,6 +19,7 @@ from cqrs_lab.examples.bank_account import (
     WithdrawMoney,
     WriteCheck,
 )
+from cqrs_lab.testing import side_by_side
 
 OPENED = BankAccountOpened(account_id="A-1")
 
@@ -35,16 +37,28 @@ def test_then_expect_events_passes_on_exact_events() -> None:
 
 
 def test_failed_expectation_shows_expected_and_actual_side_by_side_marking_first_difference() -> None:
-    spec = TestFramework(BankAccount).given([OPENED]).when(DepositMoney(amount=Decimal("10.00")))
-    wrong = CustomerDepositedMoney(amount=Decimal("10.00"), balance=Decimal("99.00"))
+    spec = TestFramework(BankAccount).given_no_previous_events().when(OpenBankAccount(account_id="A-1"))
     with pytest.raises(AssertionError) as info:
-        spec.then_expect_events([OPENED, wrong])
+        spec.then_expect_events([OPENED, OPENED])
     lines = str(info.value).splitlines()
     assert "expected" in lines[1] and "actual" in lines[1]
     marked = [line for line in lines if line.startswith(">> ")]
     assert len(marked) == 1
-    assert "BankAccountOpened" in marked[0] and "CustomerDepositedMoney" in marked[0]
-    assert any("<nothing>" in line for line in lines)
+    assert "BankAccountOpened" in marked[0] and "<nothing>" in marked[0]
+
+
+def test_a_diff_too_wide_for_two_columns_goes_item_by_item_wrapped_between_words() -> None:
+    spec = TestFramework(BankAccount).given([OPENED]).when(DepositMoney(amount=Decimal("10.00")))
+    wrong = CustomerDepositedMoney(amount=Decimal("10.00"), balance=Decimal("99.00"))
+    lines = side_by_side([OPENED, wrong], spec.events, width=70).splitlines()
+    assert max(map(len, lines)) <= 70
+    marked = [line for line in lines if line.startswith(">> ")]
+    assert marked == [">> #1 expected: BankAccountOpened(account_id='A-1')"]
+    assert lines[1].strip().startswith("actual:   CustomerDepositedMoney(")
+    assert lines[2].strip() == "balance=Decimal('10.00'))"  # wrapped at a space, indented
+    words = set(re.findall(r"[\w.']+", f"{[OPENED, wrong]!r} {spec.events!r}"))
+    shown = set(re.findall(r"[\w.']+", "\n".join(lines)))
+    assert shown - {"1", "2", "expected", "actual", "nothing"} <= words  # no word cut in two
 
 
 def test_then_expect_events_fails_on_order() -> None:
@@ -65,7 +79,7 @@ def test_then_expect_error_compares_message_and_code() -> None:
     spec = TestFramework(BankAccount).given([OPENED]).when(WithdrawMoney(amount=Decimal("5.00")))
     spec.then_expect_error("funds not available")
     spec.then_expect_error("funds not available", code="insufficient_funds")
-    with pytest.raises(AssertionError, match="error message differs"):
+    with pytest.raises(AssertionError, match="error message differs: expected 'no money', actual 'funds not"):
         spec.then_expect_error("no money")
     with pytest.raises(AssertionError, match="error code differs"):
         spec.then_expect_error("funds not available", code="other")

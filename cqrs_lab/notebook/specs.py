@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, Literal
 
-from cqrs_lab._render import FAILED, PASSED, REJECTED, badge, grid
+from cqrs_lab._render import FAILED, NEUTRAL, PASSED, REJECTED, badge, grid
 from cqrs_lab.testing import SpecFailed, SpecResult
 
 __all__ = ["Spec", "SpecOutcome", "SpecReport", "run_specs"]
@@ -115,7 +115,8 @@ class SpecReport:
             for o in self.outcomes
             if not o.passed
         )
-        summary = badge(f"{self.passed} passed", PASSED) + " " + badge(f"{self.failed} failed", FAILED)
+        summary = (badge(f"{self.passed} passed", PASSED if self.passed else NEUTRAL) + " "
+                   + badge(f"{self.failed} failed", FAILED if self.failed else NEUTRAL))
         return (
             f"<div class='cqrs-lab-spec-report'><div><b>{escape(self.title)}</b> {summary}</div>"
             f"{grid(['spec', 'status', 'message'], rows)}{cards}</div>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
+from itertools import count
 from typing import Any, Generic, TypeVar
 
 import ipywidgets as widgets
@@ -129,6 +130,27 @@ def _start_html(aggregate_cls: type[Aggregate], given: Sequence[Event], state: A
     )
 
 
+_PLAY_TOOLTIP = (
+    "Play: show the steps one after another (Pause stops there) · Stop: back to step 0 · "
+    "Repeat: start again after the last step"
+)
+_stepper_numbers = count(1)  # one per stepper made in this process: ids of its static copy
+
+
+def _static_css(key: str, total: int) -> str:
+    pages = "".join(
+        f"#{key}>#{key}-{k}:checked~.cqrs-lab-page-{k}{{display:block}}" for k in range(total + 1)
+    )
+    return (
+        f"<style>#{key}>input{{position:absolute;opacity:0;width:0;height:0;margin:0}}"
+        f"#{key}>.cqrs-lab-page{{display:none}}{pages}"
+        f"#{key} label{{border:1px solid #90a4ae;border-radius:3px;padding:1px 10px;margin-right:4px;"
+        f"cursor:pointer;background:#eceff1;color:#263238;font-family:sans-serif}}"
+        f"#{key} .cqrs-lab-off{{opacity:0.4;cursor:default}}"
+        f"@media print{{#{key}>.cqrs-lab-page{{display:block}}}}</style>"
+    )
+
+
 class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
     """A widget to walk through ``commands``: Back/Next buttons, a slider and a Play button.
 
@@ -139,6 +161,11 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
     ``step_through``; this class only wires widgets to it, and writes its
     ``Output`` by assigning ``outputs`` (never ``with out:``), so it works
     without a front end and its output is the same on every run.
+
+    Displayed, it also carries ``static_html()``: every step, with Back and
+    Next that work with no kernel and no script. JupyterLab shows the live
+    widget; a page without a widget manager (``cqrs-lab handout``, nbconvert
+    with widgets left out) shows the static copy.
     """
 
     def __init__(
@@ -163,7 +190,9 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
             self.initial.apply(event)
         total = len(self.steps)
         self.slider = widgets.IntSlider(value=0, min=0, max=total, description="step")
-        self.play = widgets.Play(value=0, min=0, max=total, step=1, interval=interval, description="play")
+        self.play = widgets.Play(
+            value=0, min=0, max=total, step=1, interval=interval, description="play", tooltip=_PLAY_TOOLTIP
+        )
         self.back_button = widgets.Button(description="Back", icon="step-backward", tooltip="undo a command")
         self.next_button = widgets.Button(description="Next", icon="step-forward", tooltip="next command")
         self.out = widgets.Output()
@@ -171,6 +200,7 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
             [widgets.HBox([self.back_button, self.play, self.slider, self.next_button]), self.out]
         )
         self._link = widgets.link((self.play, "value"), (self.slider, "value"))
+        self._static_id = f"cqrs-lab-stepper-{next(_stepper_numbers)}"
         self.back_button.on_click(lambda _: self.go(self.slider.value - 1))
         self.next_button.on_click(lambda _: self.go(self.slider.value + 1))
         self.slider.observe(lambda _: self._show(), names="value")
@@ -190,12 +220,39 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
         """Show ``step`` (clamped to 0 ... number of commands)."""
         self.slider.value = max(0, min(len(self.steps), step))
 
-    def html(self) -> str:
-        """The HTML shown for the current step."""
-        current = self.current
-        if current is None:
+    def html(self, step: int | None = None) -> str:
+        """The HTML shown for ``step`` (default: the current step)."""
+        step = self.step if step is None else step
+        if step == 0:
             return _start_html(self.aggregate_cls, self.given, self.initial, len(self.steps))
-        return step_html(current, len(self.steps))
+        return step_html(self.steps[step - 1], len(self.steps))
+
+    def static_html(self) -> str:
+        """Every step on one page, Back/Next made of radio buttons and CSS: navigable with no kernel."""
+        key, total = self._static_id, len(self.steps)
+        radios = "".join(
+            f"<input type='radio' name='{key}' id='{key}-{k}' aria-label='step {k}'{' checked' * (k == 0)}>"
+            for k in range(total + 1)
+        )
+        pages = []
+        for k in range(total + 1):
+            back = (f"<label for='{key}-{k - 1}' title='undo a command'>Back</label>" if k
+                    else "<label class='cqrs-lab-off'>Back</label>")
+            ahead = (f"<label for='{key}-{k + 1}' title='next command'>Next</label>" if k < total
+                     else "<label class='cqrs-lab-off'>Next</label>")
+            pages.append(
+                f"<div class='cqrs-lab-page cqrs-lab-page-{k}'><div style='margin:4px 0'>{back}{ahead}"
+                f"<span style='font-size:0.85em;opacity:0.7'>step {k} of {total} "
+                f"(a static copy: every step is here, no kernel needed)</span></div>{self.html(k)}</div>"
+            )
+        return (f"<div class='cqrs-lab-stepper-static' id='{key}'>{_static_css(key, total)}"
+                f"{radios}{''.join(pages)}</div>")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = self.static_html()
+        return bundle
 
     def _show(self) -> None:
         self.back_button.disabled = self.step == 0
