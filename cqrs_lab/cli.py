@@ -1,7 +1,8 @@
 """The ``cqrs-lab`` command: a demo, and the event log from the shell.
 
 Every subcommand mirrors a Python call (``import`` → ``store.import_events``,
-``export`` → ``store.export_events``, ``replay`` → ``Projection.rebuild``), and
+``export`` → ``store.export_events``, ``replay`` → ``Projection.rebuild``,
+``handout`` → ``cqrs_lab.notebook.write_handout``), and
 every one is documented in README.md (a test checks it).
 """
 
@@ -228,6 +229,14 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handout(args: argparse.Namespace) -> int:
+    from cqrs_lab.notebook.handout import write_handout
+
+    path = write_handout(args.notebook, args.out)
+    print(f"wrote {path}: one HTML file, every output visible offline")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from cqrs_lab import bench
 
@@ -293,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--commands", type=int, default=110_000)
     sample.add_argument("--seed", type=int, default=2024)
     sample.set_defaults(run=_sample)
+
+    handout = commands.add_parser(
+        "handout", help="a notebook as one self-contained HTML file that works offline (for a class)"
+    )
+    handout.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="the notebook, as saved (with outputs)")
+    handout.add_argument(
+        "-o", "--out", metavar="OUT.html", help="where to write it (default: NOTEBOOK.html beside it)"
+    )
+    handout.set_defaults(run=_handout)
 
     bench = commands.add_parser("bench", help="benchmark every store against its raw driver")
     from cqrs_lab import bench as bench_module
