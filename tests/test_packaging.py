@@ -21,9 +21,17 @@ def _name(requirement: str) -> str:
 
 def _pyproject_packages() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
     requirements = list(project["dependencies"])
-    for extra in ("postgres", "dev"):  # the screenshots extra is a maintainer tool, not the environment
-        requirements += [r for r in project["optional-dependencies"][extra] if not r.startswith("cqrs-lab")]
+    todo, seen = ["dev"], set()  # the dev extra and the extras it names (cqrs-lab[...])
+    while todo:
+        extra = todo.pop()
+        seen.add(extra)
+        for requirement in extras[extra]:
+            if requirement.startswith("cqrs-lab["):
+                todo += [e for e in requirement[len("cqrs-lab["):-1].split(",") if e not in seen]
+            else:
+                requirements.append(requirement)
     return {_name(r): re.sub(r"^[^<>=!]*", "", r.split(";")[0]).strip() for r in requirements}
 
 
