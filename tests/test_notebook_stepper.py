@@ -127,10 +127,17 @@ def test_framework_and_aggregate_id_give_the_stored_events() -> None:
     assert len(fw.events("A-1")) == 2  # nothing was committed
 
 
-def test_play_has_a_tooltip_for_play_stop_and_repeat() -> None:
+def test_every_button_has_a_tooltip_and_stop_goes_back_to_step_0() -> None:
     stepper = CommandStepper(BankAccount, COMMANDS)
-    assert all(word in stepper.play.tooltip for word in ("Play", "Stop", "Repeat"))
-    assert stepper.back_button.tooltip and stepper.next_button.tooltip
+    buttons = [stepper.back_button, stepper.next_button, stepper.play_button, stepper.stop_button,
+               stepper.repeat_button]
+    assert all(button.tooltip for button in buttons)
+    assert stepper.play.layout.display == "none"  # the animation runs, its untitled buttons are hidden
+    stepper.play_button.value = True
+    stepper.play.playing = True
+    stepper.go(3)
+    stepper.stop_button.click()
+    assert (stepper.step, stepper.play.playing, stepper.play_button.value) == (0, False, False)
 
 
 def test_displayed_stepper_carries_every_step_as_static_html() -> None:

@@ -130,10 +130,6 @@ def _start_html(aggregate_cls: type[Aggregate], given: Sequence[Event], state: A
     )
 
 
-_PLAY_TOOLTIP = (
-    "Play: show the steps one after another (Pause stops there) · Stop: back to step 0 · "
-    "Repeat: start again after the last step"
-)
 _stepper_numbers = count(1)  # one per stepper made in this process: ids of its static copy
 
 
@@ -152,7 +148,7 @@ def _static_css(key: str, total: int) -> str:
 
 
 class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
-    """A widget to walk through ``commands``: Back/Next buttons, a slider and a Play button.
+    """A widget to walk through ``commands``: Back/Next, Play/Stop/Repeat and a slider.
 
     Step 0 is the state built from ``given``; step k shows the k-th command,
     its events (or rejection) and the state before and after. With a
@@ -190,19 +186,43 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
             self.initial.apply(event)
         total = len(self.steps)
         self.slider = widgets.IntSlider(value=0, min=0, max=total, description="step")
+        # The animation is an ipywidgets Play, hidden: it runs in the browser, and its own
+        # buttons cannot carry tooltips. These buttons drive it, linked in the browser too.
         self.play = widgets.Play(
-            value=0, min=0, max=total, step=1, interval=interval, description="play", tooltip=_PLAY_TOOLTIP
+            value=0, min=0, max=total, step=1, interval=interval, layout=widgets.Layout(display="none")
         )
-        self.back_button = widgets.Button(description="Back", icon="step-backward", tooltip="undo a command")
-        self.next_button = widgets.Button(description="Next", icon="step-forward", tooltip="next command")
+        fit = widgets.Layout(width="auto")  # each button as wide as its label: the row fits a notebook
+        self.back_button = widgets.Button(
+            description="Back", icon="step-backward", tooltip="undo a command", layout=fit
+        )
+        self.next_button = widgets.Button(
+            description="Next", icon="step-forward", tooltip="next command", layout=fit
+        )
+        self.play_button = widgets.ToggleButton(
+            description="Play", icon="play", tooltip="play the steps one after another; click again to pause",
+            layout=fit,
+        )
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", tooltip="stop, back to step 0", layout=fit
+        )
+        self.repeat_button = widgets.ToggleButton(
+            description="Repeat", icon="retweet", tooltip="when playing, start again after the last step",
+            layout=fit,
+        )
         self.out = widgets.Output()
-        super().__init__(
-            [widgets.HBox([self.back_button, self.play, self.slider, self.next_button]), self.out]
+        controls = [
+            self.back_button, self.next_button, self.play_button, self.stop_button, self.repeat_button
+        ]
+        super().__init__([widgets.HBox([*controls, self.slider, self.play]), self.out])
+        self._links = (
+            widgets.link((self.play, "value"), (self.slider, "value")),
+            widgets.jslink((self.play_button, "value"), (self.play, "playing")),
+            widgets.jslink((self.repeat_button, "value"), (self.play, "repeat")),
         )
-        self._link = widgets.link((self.play, "value"), (self.slider, "value"))
         self._static_id = f"cqrs-lab-stepper-{next(_stepper_numbers)}"
         self.back_button.on_click(lambda _: self.go(self.slider.value - 1))
         self.next_button.on_click(lambda _: self.go(self.slider.value + 1))
+        self.stop_button.on_click(lambda _: self.stop())
         self.slider.observe(lambda _: self._show(), names="value")
         self._show()
 
@@ -215,6 +235,12 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
     def current(self) -> Step[Any] | None:
         """The ``Step`` shown, or ``None`` at step 0."""
         return self.steps[self.step - 1] if self.step else None
+
+    def stop(self) -> None:
+        """Stop playing and show step 0."""
+        self.play.playing = False
+        self.play_button.value = False
+        self.go(0)
 
     def go(self, step: int) -> None:
         """Show ``step`` (clamped to 0 ... number of commands)."""

@@ -94,7 +94,9 @@ class Lab:
     log: Path
 
     def url(self, notebook: Path) -> str:
-        return f"{self.base}/lab/tree/{notebook.relative_to(self.root).as_posix()}?token={self.token}"
+        """The notebook alone in a workspace of its own (``reset``: no tab of an earlier page comes back)."""
+        path = notebook.relative_to(self.root).as_posix()
+        return f"{self.base}/lab/workspaces/{notebook.stem}/tree/{path}?reset&token={self.token}"
 
 
 @contextlib.contextmanager
@@ -190,8 +192,12 @@ READY_JS = """async () => {
   const panel = app.shell.currentWidget;
   await panel.context.ready;
   await panel.sessionContext.ready;
+  panel.node.setAttribute('data-under-test', 'true');
   return panel.sessionContext.session.kernel.name;
 }"""
+
+NOTEBOOK = "[data-under-test] .jp-Notebook"
+"""The notebook under test (its panel is marked by READY_JS)."""
 
 RUN_ALL_JS = """async () => {
   const app = window.jupyterapp;
@@ -216,7 +222,7 @@ OUTPUTS_JS = """() => {
 }"""
 
 SHOW_FILE_BROWSER_JS = "() => window.jupyterapp.shell.expandLeft()"
-HIDE_SIDEBARS_JS = "() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }"
+HIDE_SIDEBARS_JS = "() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight() }"
 CHANGE_THEME_JS = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
 
 # Where to clip a screenshot of ``el``: the smallest box around what it draws (text,
@@ -262,7 +268,10 @@ class NotebookPage:
     console_errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, context: BrowserContext, lab: Lab, notebook: Path, timeout_ms: int = 300_000) -> NotebookPage:
+    def open(
+        cls, context: BrowserContext, lab: Lab, notebook: Path, timeout_ms: int = 300_000
+    ) -> NotebookPage:
+        """Open ``notebook`` in a new tab and wait until its kernel is ready."""
         page = context.new_page()
         page.set_default_timeout(timeout_ms)
         opened = cls(page)
@@ -283,6 +292,11 @@ class NotebookPage:
         # outputs are in the model; give the front end a moment to render them (widgets load lazily)
         self.page.wait_for_load_state("networkidle")
 
+    def close(self) -> None:
+        """Shut the notebook's kernel down (it may hold a lot of memory) and close the page."""
+        self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+        self.page.close()
+
     def outputs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.page.evaluate(OUTPUTS_JS)
         return result
@@ -299,14 +313,14 @@ class NotebookPage:
         return found
 
     def widget_errors(self) -> list[str]:
-        text = self.page.locator(".jp-Notebook").inner_text()
+        text = self.page.locator(NOTEBOOK).inner_text()
         return [problem for problem in WIDGET_ERRORS if problem in text]
 
     def set_notebook_width(self, width: int) -> None:
         """Resize the window so that the notebook column is ``width`` px wide (sidebars collapsed)."""
         self.page.evaluate(HIDE_SIDEBARS_JS)
         for _ in range(3):
-            current = self.page.locator(".jp-NotebookPanel .jp-Notebook").first.evaluate(
+            current = self.page.locator(NOTEBOOK).evaluate(
                 "(el) => el.getBoundingClientRect().width"
             )
             viewport = self.page.viewport_size or WINDOW
@@ -316,7 +330,7 @@ class NotebookPage:
                 {"width": viewport["width"] + width - round(current), "height": viewport["height"]}
             )
             self.page.wait_for_function(  # JupyterLab lays the panel out again on resize
-                "(w) => Math.round(document.querySelector('.jp-NotebookPanel .jp-Notebook')"
+                f"(w) => Math.round(document.querySelector('{NOTEBOOK}')"
                 ".getBoundingClientRect().width) !== w",
                 arg=round(current),
             )
