@@ -66,3 +66,4 @@ def test_cli_handout_errors_say_what_to_do(
     (tmp_path / "not-a-notebook.ipynb").write_text("hello")
     assert main(["handout", *args]) == 2
     assert message in capsys.readouterr().err
+
