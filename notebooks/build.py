@@ -135,7 +135,8 @@ def number_widget_models(text: str, nb: NotebookNode) -> str:
     ipywidgets gives every model a random id, and even the order in which a widget's
     models are created varies from run to run. Numbering them in a fixed order (the
     displayed widgets in output order, each followed depth-first by the models it
-    refers to) keeps a rebuild of an unchanged notebook byte for byte the same. The
+    refers to, then the models nothing displayed refers to, such as links, ordered by
+    what they link) keeps a rebuild of an unchanged notebook byte for byte the same. The
     ids appear as keys of the stored widget state, in the views' ``model_id`` and in
     ``IPY_MODEL_<id>`` references.
     """
@@ -150,7 +151,14 @@ def number_widget_models(text: str, nb: NotebookNode) -> str:
 
     for model_id in re.findall(r'"model_id": "(\w+)"', text):
         visit(model_id)
-    order += sorted((m for m in state if m not in order), key=lambda m: json.dumps(state[m], sort_keys=True))
+
+    def canonical(model_id: str) -> str:
+        """A model no displayed widget refers to (a jslink, say), in terms of the numbered ones."""
+        known = {m: f"#{n}" for n, m in enumerate(order)}
+        text = json.dumps(state[model_id], sort_keys=True)
+        return re.sub(r"IPY_MODEL_(\w+)", lambda ref: f"IPY_MODEL_{known.get(ref.group(1), '?')}", text)
+
+    order += sorted((m for m in state if m not in order), key=canonical)
     for number, model_id in enumerate(order, start=1):
         text = text.replace(model_id, uuid.UUID(int=number).hex)
     return text
