@@ -14,7 +14,7 @@ says what happened and what to do::
     │           │   └── StoreLockedError    a DuckDB file held by another process
     │           ├── CorruptRecordError      a stored row that cannot be decoded
     │           │   └── UnknownEventTypeError  an event type no class is registered for
-    │           └── SchemaVersionError      a database written by a newer cqrs_lab
+    │           └── SchemaVersionError      a database written by a newer cqrs_lab (or DuckDB)
     └── ConfigurationError (also ValueError)  bad arguments: a hostile schema name, ...
 """
 
@@ -144,7 +144,7 @@ class UnknownEventTypeError(CorruptRecordError):
 
 
 class SchemaVersionError(StoreError):
-    """The database was written by a newer cqrs_lab than this one."""
+    """The database was written by a newer cqrs_lab, or by a DuckDB release the installed one cannot read."""
 
 
 class ConfigurationError(CqrsLabError, ValueError):

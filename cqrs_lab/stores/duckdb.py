@@ -16,6 +16,7 @@ always refused on tables with a primary key.)
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -115,6 +116,9 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
+        newer = _newer_storage(path, text)
+        if newer is not None:
+            raise newer from exc
         if "lock" in text.lower():
             hint = (
                 "opening it read_only=True does not help while another process writes it"
@@ -129,6 +133,33 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {text}") from exc
     except duckdb.Error as exc:
         raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {exc}") from exc
+
+
+_STORAGE_MISMATCH = re.compile(
+    r"database file with version number (\d+), but we can only read (version[^.]*)"
+)
+
+
+def _newer_storage(path: str, text: str) -> SchemaVersionError | None:
+    """The error for a file whose storage format this DuckDB cannot read, naming both versions.
+
+    A DuckDB file's header records its storage version and the DuckDB release that
+    created it (bytes 12-20 and 52-84); DuckDB itself only says the numbers.
+    """
+    found = _STORAGE_MISMATCH.search(text)
+    if found is None:
+        return None
+    writer = f"storage version {found.group(1)}"
+    with suppress(OSError), open(path, "rb") as file:
+        header = file.read(84)
+        release = header[52:84].split(b"\0", 1)[0].decode("ascii", "replace")
+        if header[8:12] == b"DUCK" and release:
+            writer = f"DuckDB {release} ({writer})"
+    return SchemaVersionError(
+        f"DuckDB file {path!r} was written by {writer}, and the installed DuckDB "
+        f"{duckdb.__version__} can only read {found.group(2)}. Upgrade DuckDB "
+        "(pip install --upgrade duckdb) to open it; the file is left as it is."
+    )
 
 
 class _Database:
