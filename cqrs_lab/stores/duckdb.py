@@ -272,6 +272,10 @@ def _prepare(db: _Database) -> None:
         ) from exc
 
 
+_RELATION_CURSORS: dict[int, duckdb.DuckDBPyConnection] = {}
+"""The cursor of each relation ``sql()`` returned and that is still alive."""
+
+
 class _DuckDBStore:
     """What both DuckDB stores share: the database handle, ``sql()`` and ``close()``."""
 
@@ -322,9 +326,14 @@ class _DuckDBStore:
         """
         cursor = self._cursor()
         try:
-            return cursor.sql(query, params=params)
+            relation = cursor.sql(query, params=params)
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB could not run the query ({exc}). The log is in events_view.") from exc
+        if relation is not None:
+            # Before DuckDB 1.5 a relation does not keep its cursor open: keep it as long as the relation.
+            _RELATION_CURSORS[id(relation)] = cursor
+            weakref.finalize(relation, _RELATION_CURSORS.pop, id(relation), None)
+        return relation
 
     def _hold(self, db: _Database) -> None:
         """Use ``db``; released by ``close()`` or, failing that, when this object is collected."""
