@@ -15,6 +15,7 @@ says what happened and what to do::
     │           ├── CorruptRecordError      a stored row that cannot be decoded
     │           │   └── UnknownEventTypeError  an event type no class is registered for
     │           └── SchemaVersionError      a database written by a newer cqrs_lab (or DuckDB)
+    ├── ProjectionLagError (also TimeoutError)  ``Projection.wait_for`` timed out
     └── ConfigurationError (also ValueError)  bad arguments: a hostile schema name, ...
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "CorruptRecordError",
     "CqrsLabError",
     "DispatchError",
+    "ProjectionLagError",
     "SchemaVersionError",
     "StoreError",
     "StoreLockedError",
@@ -145,6 +147,25 @@ class UnknownEventTypeError(CorruptRecordError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer cqrs_lab, or by a DuckDB release the installed one cannot read."""
+
+
+class ProjectionLagError(CqrsLabError, TimeoutError):
+    """``Projection.wait_for`` gave up: the projection had not reached the position in time.
+
+    ``position`` is what was waited for, ``reached`` the projection's checkpoint
+    when the wait ended, ``behind`` the difference.
+    """
+
+    def __init__(self, name: str, position: int, reached: int, timeout: float | None) -> None:
+        self.name = name
+        self.position = position
+        self.reached = reached
+        self.behind = position - reached
+        super().__init__(
+            f"projection {name!r} is {self.behind} position(s) behind after waiting {timeout}s: it has "
+            f"applied the log up to position {reached}, not yet {position}. Is a worker running it "
+            "(cqrs-lab project, ProjectionWorker, or Projection.run)? Wait longer, or check its log."
+        )
 
 
 class ConfigurationError(CqrsLabError, ValueError):

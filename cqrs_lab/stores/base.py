@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +31,7 @@ from cqrs_lab.codec import (
 from cqrs_lab.domain import Aggregate, Event, Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext, envelope_of
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, Subscription
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -246,6 +248,11 @@ class RecordEventStore(ABC):
         """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
 
     @abstractmethod
+    def _watch_commits(self) -> AbstractContextManager[Signal]:
+        """A ``Signal`` that fires on commits (and imports) while the block runs: this
+        process's own ones on memory and DuckDB, every process's on PostgreSQL."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     # -- the contract ----------------------------------------------------
@@ -405,6 +412,40 @@ class RecordEventStore(ABC):
                 return
             position = records[-1].position
 
+    @contextmanager
+    def subscribe(
+        self,
+        after_position: int = 0,
+        timeout: float | None = 5.0,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch_size: int = 1000,
+    ) -> Iterator[Subscription]:
+        """Every event after ``after_position`` in position order, then each new one as
+        it is committed: ``with store.subscribe() as events: for envelope in events: ...``.
+
+        Iteration ends after ``timeout`` seconds without a new event (``None``:
+        never) or when the ``with`` block is left (``events.close()`` stops it
+        from any thread). A waiting subscription is woken by commits and
+        re-reads the log every ``poll_interval`` seconds in any case.
+        """
+        with self._watch_commits() as signal:
+            subscription = Subscription(
+                self._read_envelopes,
+                signal,
+                after_position=after_position,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                batch_size=batch_size,
+            )
+            try:
+                yield subscription
+            finally:
+                subscription.close()
+
+    def _read_envelopes(self, after_position: int, limit: int) -> list[EventEnvelope]:
+        return self._decode_rows(self._read_records(after_position, limit))
+
     def import_events(self, path_or_data: str | Path | Any, format: str | None = None) -> int:
         """Import a Parquet, JSON Lines or CSV file (format from ``format`` or the suffix),
         or anything ``import_arrow`` takes; atomic. Returns the count."""
@@ -444,6 +485,11 @@ class RecordQueryStore(ABC):
 
     @abstractmethod
     def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None: ...
+
+    @abstractmethod
+    def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
+        """A ``Signal`` that fires when a checkpoint is saved while the block runs: in this
+        process on memory and DuckDB, in any process on PostgreSQL."""
 
     @abstractmethod
     def close(self) -> None: ...

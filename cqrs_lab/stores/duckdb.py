@@ -46,6 +46,7 @@ from cqrs_lab.stores.base import (
     StoredSnapshot,
     import_conflict,
 )
+from cqrs_lab.subscriptions import Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -174,6 +175,8 @@ class _Database:
         self.head: int | None = None  # last position handed out; None = ask the database
         self.users = 1
         self.closed = False
+        self.commits = Signal()  # fired after each commit or import of events
+        self.checkpoints = Signal()  # fired after each saved checkpoint
 
 
 _OPEN: dict[str, _Database] = {}
@@ -432,7 +435,13 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                     row = _first(conn, _STREAM_VERSION, [first.aggregate_type, first.aggregate_id])
                     raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
                 self._db.head = head + len(records)
-                return list(range(head + 1, head + len(records) + 1))
+                break
+        self._db.commits.fire()
+        return list(range(head + 1, head + len(records) + 1))
+
+    @contextmanager
+    def _watch_commits(self) -> Iterator[Signal]:
+        yield self._db.commits
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
@@ -469,6 +478,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                     conn.unregister(_IMPORT_VIEW)
                 self._db.head = head + table.num_rows
                 break
+        self._db.commits.fire()
         return int(table.num_rows)
 
     @staticmethod
@@ -570,6 +580,12 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     "another writer updated some of these views at the same time; nothing of this "
                     "batch was written. Reload the views and apply the events again."
                 ) from exc
+        if checkpoint is not None:
+            self._db.checkpoints.fire()
+
+    @contextmanager
+    def _watch_checkpoints(self) -> Iterator[Signal]:
+        yield self._db.checkpoints
 
     def load_checkpoint(self, name: str) -> int:
         with self._locked() as conn:

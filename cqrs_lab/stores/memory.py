@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right, insort
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cqrs_lab.codec import EventCodec, StoredEvent
@@ -21,6 +22,7 @@ from cqrs_lab.stores.base import (
     StoredSnapshot,
     import_conflict,
 )
+from cqrs_lab.subscriptions import Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,6 +44,7 @@ class MemoryEventStore(RecordEventStore):
         self._streams: dict[tuple[str, str], list[StoredEvent]] = {}
         self._snapshots: dict[tuple[str, str], StoredSnapshot] = {}
         self._taken: set[tuple[str, str, int]] = set()
+        self._commits = Signal()
 
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._lock:
@@ -86,7 +89,12 @@ class MemoryEventStore(RecordEventStore):
                 current = self._snapshots.get(key)
                 if current is None or current.version < snapshot.version:
                     self._snapshots[key] = snapshot
-            return positions
+        self._commits.fire()
+        return positions
+
+    @contextmanager
+    def _watch_commits(self) -> Iterator[Signal]:
+        yield self._commits
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._lock:
@@ -156,6 +164,7 @@ class MemoryQueryStore(RecordQueryStore):
         self._lock = threading.Lock()
         self._views: dict[tuple[str, str], StoredQuery] = {}
         self._checkpoints: dict[str, int] = {}
+        self._checkpoint_saved = Signal()
 
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
         with self._lock:
@@ -176,6 +185,12 @@ class MemoryQueryStore(RecordQueryStore):
                 self._views[(r.query_type, r.view_id)] = r
             if checkpoint is not None:
                 self._checkpoints[checkpoint[0]] = checkpoint[1]
+        if checkpoint is not None:
+            self._checkpoint_saved.fire()
+
+    @contextmanager
+    def _watch_checkpoints(self) -> Iterator[Signal]:
+        yield self._checkpoint_saved
 
     def load_checkpoint(self, name: str) -> int:
         with self._lock:

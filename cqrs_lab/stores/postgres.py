@@ -27,17 +27,28 @@ the few milliseconds of the insert — the same trade-off as a table lock, at
 row granularity, in the same round trip as the insert. ``GREATEST(position,
 max(events.position))`` keeps the head right even if rows were inserted around
 it with plain SQL.
+
+Live readers. The same statement sends ``NOTIFY cqrs_lab_events`` (payload: the
+quoted schema) from the commit's own transaction, so PostgreSQL delivers it
+only once the events are visible; a projection's batch sends
+``cqrs_lab_checkpoints`` the same way. In each process, one connection per
+store pool and schema LISTENs while anybody waits (``subscribe``,
+``Projection.wait_for``, workers) and wakes them; they also re-read every
+``POLL_INTERVAL`` seconds (``cqrs_lab.subscriptions``), so a notification lost
+with a dropped connection delays a reader, never stalls it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
@@ -71,6 +82,7 @@ from cqrs_lab.stores.base import (
     import_conflict,
     validate_identifier,
 )
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,6 +93,10 @@ DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
 _FIRST = itemgetter(0)
 _EXPORT_BATCH = 10_000
+_log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "cqrs_lab_events"
+CHECKPOINTS_CHANNEL = "cqrs_lab_checkpoints"
 
 # PostgreSQL only: the log head, and commits that take their positions from it.
 _HEAD_TABLES = (
@@ -94,7 +110,7 @@ _TAKE_POSITIONS = """
     WITH head AS (
         UPDATE {schema}.log_head
         SET position = GREATEST(position, (SELECT coalesce(max(position), 0) FROM {schema}.events)) + ?
-        RETURNING position - ? AS base
+        RETURNING position - ? AS base, pg_notify('cqrs_lab_events', '{schema}')
     )"""
 _INSERT_EVENTS = f"""{_TAKE_POSITIONS}
     INSERT INTO {{schema}}.events ({_sql.EVENT_COLUMN_LIST})
@@ -144,6 +160,7 @@ _LOAD_SNAPSHOT_AND_STREAM = """
     UNION ALL
     SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events
     WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
+_NOTIFY_CHECKPOINT = "SELECT pg_notify('cqrs_lab_checkpoints', '{schema}')"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
 
 
@@ -176,6 +193,7 @@ class _Statements:
     delete_queries: str
     load_checkpoint: str
     save_checkpoint: str
+    notify_checkpoint: str
     delete_checkpoint: str
 
 
@@ -216,6 +234,7 @@ def _statements(schema: str) -> _Statements:
         delete_queries=r(_sql.DELETE_QUERIES),
         load_checkpoint=r(_sql.LOAD_CHECKPOINT),
         save_checkpoint=r(_sql.SAVE_CHECKPOINT),
+        notify_checkpoint=r(_NOTIFY_CHECKPOINT),
         delete_checkpoint=r(_sql.DELETE_CHECKPOINT),
     )
 
@@ -258,6 +277,7 @@ class _Pool:
         self.connect_timeout = connect_timeout
         self.users = 1
         self.lock = threading.Lock()
+        self.listeners: dict[str, _Listener] = {}
         # One direct connection first: it fails fast with the server's own reason
         # (refused, unknown database, bad password) instead of a pool timeout.
         with self.connect():
@@ -296,6 +316,14 @@ class _Pool:
         except psycopg.ProgrammingError as exc:
             raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
 
+    def listener(self, schema: str) -> _Listener:
+        """The listening connection of ``schema`` (one per pool and schema)."""
+        with self.lock:
+            found = self.listeners.get(schema)
+            if found is None:
+                found = self.listeners[schema] = _Listener(self, schema)
+            return found
+
     def acquire(self) -> _Pool:
         with self.lock:
             if self.users == 0:
@@ -308,6 +336,81 @@ class _Pool:
             self.users -= 1
             if self.users == 0:
                 self.pool.close()
+
+
+class _Listener:
+    """LISTENs to one schema's notifications while anybody in this process waits on them.
+
+    A thread owns the connection and fires the ``Signal`` of each channel when a
+    notification for the schema arrives. It stops (and closes the connection)
+    within ``POLL_INTERVAL`` after the last waiter leaves. If the connection
+    breaks it fires every signal (notifications may have been lost: the
+    waiters re-read) and reconnects.
+    """
+
+    def __init__(self, pool: _Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.payload = sql.Identifier(schema).as_string()
+        self.signals = {EVENTS_CHANNEL: Signal(), CHECKPOINTS_CHANNEL: Signal()}
+        self.lock = threading.Lock()
+        self.users = 0
+        self.running = False
+
+    @contextmanager
+    def watch(self, channel: str) -> Iterator[Signal]:
+        """The channel's signal, listened to for the duration of the block."""
+        with self.lock:
+            if not self.running:
+                conn = self._listen()  # in the caller: a failure to connect is the caller's error
+                name = f"cqrs_lab listen {self.schema}"
+                threading.Thread(target=self._run, args=(conn,), name=name, daemon=True).start()
+                self.running = True
+            self.users += 1
+        try:
+            yield self.signals[channel]
+        finally:
+            with self.lock:
+                self.users -= 1
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        conn = self.pool.connect()
+        try:
+            for channel in self.signals:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreUnavailableError(
+                f"cannot LISTEN on PostgreSQL ({self.pool.label}): {str(exc).strip()}"
+            ) from exc
+        return conn
+
+    def _fire_all(self) -> None:
+        for signal in self.signals.values():
+            signal.fire()
+
+    def _run(self, conn: psycopg.Connection[Any] | None) -> None:
+        while True:
+            try:
+                if conn is None:
+                    conn = self._listen()
+                    self._fire_all()  # anything committed while we were away is read now
+                for note in conn.notifies(timeout=POLL_INTERVAL):
+                    if note.payload == self.payload and note.channel in self.signals:
+                        self.signals[note.channel].fire()
+            except (psycopg.Error, CqrsLabError) as exc:
+                _log.warning("listening connection to %s lost (%s); reconnecting", self.pool.label, exc)
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                self._fire_all()
+                time.sleep(POLL_INTERVAL)
+            with self.lock:
+                if self.users == 0:
+                    self.running = False
+                    if conn is not None:
+                        conn.close()
+                    return
 
 
 def _prepare(pool: _Pool, q: _Statements) -> None:
@@ -398,6 +501,9 @@ class _PostgresStore:
     def close(self) -> None:
         """Release this store; the pool closes when its last store does. Idempotent."""
         self._finalizer()
+
+    def _watch(self, channel: str) -> AbstractContextManager[Signal]:
+        return self._pool.listener(self.schema).watch(channel)
 
 
 class PostgresEventStore(_PostgresStore, RecordEventStore):
@@ -499,6 +605,9 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
                 row = conn.execute(self._q.stream_version, key).fetchone()
                 raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
         return sorted(int(row[0]) for row in rows)
+
+    def _watch_commits(self) -> AbstractContextManager[Signal]:
+        return self._watch(EVENTS_CHANNEL)
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
@@ -625,6 +734,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
                     if checkpoint is not None:
                         conn.execute(self._q.save_checkpoint, list(checkpoint))
+                        conn.execute(self._q.notify_checkpoint)
             except pg_errors.UniqueViolation as exc:
                 raise ConcurrencyError(
                     "another writer created some of these views at the same time; nothing of this "
@@ -635,6 +745,9 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
         with self._connection("load a checkpoint") as conn:
             row = conn.execute(self._q.load_checkpoint, [name]).fetchone()
         return 0 if row is None else int(row[0])
+
+    def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
+        return self._watch(CHECKPOINTS_CHANNEL)
 
     def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
         with self._connection("reset views") as conn, conn.transaction():
