@@ -87,7 +87,7 @@ from cqrs_lab.subscriptions import POLL_INTERVAL, Signal
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
+__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore", "ProjectionLeases"]
 
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
@@ -304,10 +304,12 @@ class _Pool:
     def _timeout_seconds(self) -> int:
         return max(1, math.ceil(self.connect_timeout))
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """A connection outside the pool (autocommit)."""
+    def connect(self, **options: Any) -> psycopg.Connection[Any]:
+        """A connection outside the pool (autocommit); ``options`` are more libpq parameters."""
         try:
-            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout_seconds())
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=self._timeout_seconds(), **options
+            )
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL ({self.label}): {str(exc).strip()}. Check the DSN "
@@ -757,3 +759,96 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
 
     def __repr__(self) -> str:
         return f"PostgresQueryStore({self._pool.label!r}, schema={self.schema!r})"
+
+
+# -- projection leases ------------------------------------------------------------
+# Session-level advisory locks, two-key form: (hashtext(namespace || schema), key).
+_WORKERS = "cqrs_lab workers "
+_PROJECTIONS = "cqrs_lab projections "
+_JOIN = "SELECT pg_advisory_lock_shared(hashtext(%s), 0)"
+_TAKE = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
+_GIVE_BACK = "SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))"
+_COUNT_WORKERS = """
+    SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid = 0
+      AND classid = hashtext(%s)::oid
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+OWNERS = """
+    SELECT a.application_name, l.pid FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = hashtext('cqrs_lab projections ' || %s)::oid AND l.objid = hashtext(%s)::oid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+"""Which worker (its ``application_name``) and backend pid hold projection ``name`` of a schema."""
+
+
+class ProjectionLeases:
+    """Which worker runs which projection of one schema: PostgreSQL advisory locks.
+
+    One connection (a session) per worker holds a shared lock saying "a worker
+    is alive" and an exclusive lock per projection it runs. Locks die with the
+    session: when a worker process is killed its socket closes and the server
+    frees them at once; when the machine or the network goes away, TCP
+    keepalives and ``tcp_user_timeout`` (set on both ends from ``lease``) make
+    the server drop the session within about ``lease`` seconds. ``renew()``
+    checks the session is still there: if it is not, the worker must stop at
+    once, since another worker may already have taken its projections.
+    """
+
+    def __init__(self, query_store: PostgresQueryStore, *, lease: float, worker: str) -> None:
+        self.schema = query_store.schema
+        self.label = query_store._pool.label
+        second = max(1, int(lease / 3))
+        self._conn = query_store._pool.connect(
+            application_name=f"cqrs_lab worker {worker}"[:63],
+            keepalives=1,
+            keepalives_idle=second,
+            keepalives_interval=second,
+            keepalives_count=2,
+            tcp_user_timeout=int(lease * 1000),
+        )
+        try:
+            for setting, value in (
+                ("tcp_keepalives_idle", second),
+                ("tcp_keepalives_interval", second),
+                ("tcp_keepalives_count", 2),
+                ("tcp_user_timeout", int(lease * 1000)),
+            ):
+                self._conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
+            self._conn.execute(_JOIN, [_WORKERS + self.schema])
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: psycopg.Error) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"lost the worker's PostgreSQL session ({self.label}): {str(exc).strip()}. Its projection "
+            "leases are gone with it; the worker stops running them and joins again."
+        )
+
+    def _one(self, statement: str, params: Sequence[Any]) -> Any:
+        try:
+            row = self._conn.execute(statement, params).fetchone()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._lost(exc) from exc
+        assert row is not None
+        return row[0]
+
+    def workers(self) -> int:
+        """How many workers (this one included) hold leases on this schema now."""
+        return int(self._one(_COUNT_WORKERS, [_WORKERS + self.schema]))
+
+    def take(self, name: str) -> bool:
+        """Take projection ``name`` unless another worker holds it."""
+        return bool(self._one(_TAKE, [_PROJECTIONS + self.schema, name]))
+
+    def give_back(self, name: str) -> None:
+        self._one(_GIVE_BACK, [_PROJECTIONS + self.schema, name])
+
+    def renew(self) -> None:
+        """Check the session (and so every lease) is still there; raise if it is not."""
+        self._one("SELECT 1", [])
+
+    def close(self) -> None:
+        """End the session: every lease is given back."""
+        self._conn.close()
