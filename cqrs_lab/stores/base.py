@@ -40,6 +40,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "EventStore",
     "QueryStore",
+    "RecordCodec",
     "RecordEventStore",
     "RecordQueryStore",
     "StoredEvent",
@@ -207,55 +208,14 @@ def _aware(value: object, where: Where) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-class RecordEventStore(ABC):
-    """Implements ``EventStore`` on top of three raw-record hooks."""
+class RecordCodec:
+    """Rows to envelopes and back with a codec: what every store of ours shares, sync or asyncio."""
 
     codec: EventCodec
 
     def __init__(self, codec: EventCodec | None = None) -> None:
         self.codec = codec if codec is not None else default_codec
 
-    # -- backend hooks ---------------------------------------------------
-    @abstractmethod
-    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
-        """Rows of one stream after ``after_sequence`` in sequence order."""
-
-    @abstractmethod
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        """Insert rows in one transaction; return their positions.
-
-        Raise ``ConcurrencyError`` (inserting nothing) when a sequence is taken.
-        """
-
-    @abstractmethod
-    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
-        """Up to ``limit`` rows after ``after_position`` in position order."""
-
-    @abstractmethod
-    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
-
-    @abstractmethod
-    def import_arrow(self, data: Any) -> int:
-        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
-
-        Positions are assigned anew, in the order of the input's ``position``
-        column; a taken (aggregate_type, aggregate_id, sequence) raises
-        ``ConcurrencyError`` and nothing is imported. Returns the count.
-        """
-
-    @abstractmethod
-    def export_arrow(self, after_position: int = 0) -> pa.Table:
-        """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
-
-    @abstractmethod
-    def _watch_commits(self) -> AbstractContextManager[Signal]:
-        """A ``Signal`` that fires on commits (and imports) while the block runs: this
-        process's own ones on memory and DuckDB, every process's on PostgreSQL."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    # -- the contract ----------------------------------------------------
     def decode(self, record: StoredEvent) -> EventEnvelope:
         """Turn a stored row into an envelope (clear errors for bad rows)."""
         return self._decode_rows([record])[0]
@@ -319,39 +279,6 @@ class RecordEventStore(ABC):
             )
         return envelopes
 
-    def _load_stream_rows(
-        self, aggregate_type: str, aggregate_id: str, after_sequence: int
-    ) -> Sequence[tuple[int, Any, str, str, Any]]:
-        """``(sequence, event_id, event_type, event_version, payload)`` of one stream after
-        ``after_sequence`` in sequence order. SQL stores override it with a narrower SELECT."""
-        return [
-            (r.sequence, r.event_id, r.event_type, r.event_version, r.payload)
-            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
-        ]
-
-    def load_stream(
-        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
-    ) -> list[tuple[int, str, Event]]:
-        """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
-
-        What rebuilding an aggregate needs and no more: no envelopes, and neither
-        metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
-        them). ``CqrsFramework`` loads aggregates with it.
-        """
-        rows = self._load_stream_rows(aggregate_type, aggregate_id, after_sequence)
-        return self._decode_stream(aggregate_type, aggregate_id, rows)
-
-    def load_snapshot_and_stream(
-        self, aggregate_type: str, aggregate_id: str
-    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
-        """The latest snapshot and ``load_stream`` after it (after 0 when there is none).
-
-        Postgres answers both in one round trip; the other stores make two reads.
-        """
-        snapshot = self.load_snapshot(aggregate_type, aggregate_id)
-        after = 0 if snapshot is None else snapshot.version
-        return snapshot, self.load_stream(aggregate_type, aggregate_id, after_sequence=after)
-
     def _decode_stream(
         self, aggregate_type: str, aggregate_id: str, rows: Iterable[tuple[int, Any, str, str, Any]]
     ) -> list[tuple[int, str, Event]]:
@@ -388,6 +315,84 @@ class RecordEventStore(ABC):
             recorded_at=envelope.recorded_at,
             event_id=str(envelope.event_id),
         )
+
+
+class RecordEventStore(RecordCodec, ABC):
+    """Implements ``EventStore`` on top of three raw-record hooks."""
+
+    # -- backend hooks ---------------------------------------------------
+    @abstractmethod
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
+        """Rows of one stream after ``after_sequence`` in sequence order."""
+
+    @abstractmethod
+    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+        """Insert rows in one transaction; return their positions.
+
+        Raise ``ConcurrencyError`` (inserting nothing) when a sequence is taken.
+        """
+
+    @abstractmethod
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` rows after ``after_position`` in position order."""
+
+    @abstractmethod
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
+
+    @abstractmethod
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
+
+        Positions are assigned anew, in the order of the input's ``position``
+        column; a taken (aggregate_type, aggregate_id, sequence) raises
+        ``ConcurrencyError`` and nothing is imported. Returns the count.
+        """
+
+    @abstractmethod
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
+
+    @abstractmethod
+    def _watch_commits(self) -> AbstractContextManager[Signal]:
+        """A ``Signal`` that fires on commits (and imports) while the block runs: this
+        process's own ones on memory and DuckDB, every process's on PostgreSQL."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- the contract ----------------------------------------------------
+    def _load_stream_rows(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> Sequence[tuple[int, Any, str, str, Any]]:
+        """``(sequence, event_id, event_type, event_version, payload)`` of one stream after
+        ``after_sequence`` in sequence order. SQL stores override it with a narrower SELECT."""
+        return [
+            (r.sequence, r.event_id, r.event_type, r.event_version, r.payload)
+            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
+        ]
+
+    def load_stream(
+        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
+    ) -> list[tuple[int, str, Event]]:
+        """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
+
+        What rebuilding an aggregate needs and no more: no envelopes, and neither
+        metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
+        them). ``CqrsFramework`` loads aggregates with it.
+        """
+        rows = self._load_stream_rows(aggregate_type, aggregate_id, after_sequence)
+        return self._decode_stream(aggregate_type, aggregate_id, rows)
+
+    def load_snapshot_and_stream(
+        self, aggregate_type: str, aggregate_id: str
+    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+        """The latest snapshot and ``load_stream`` after it (after 0 when there is none).
+
+        Postgres answers both in one round trip; the other stores make two reads.
+        """
+        snapshot = self.load_snapshot(aggregate_type, aggregate_id)
+        after = 0 if snapshot is None else snapshot.version
+        return snapshot, self.load_stream(aggregate_type, aggregate_id, after_sequence=after)
 
     def load_events(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
