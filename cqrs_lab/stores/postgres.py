@@ -75,6 +75,7 @@ from cqrs_lab.pg_server import DSN_ENV
 from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
     EVENT_COLUMNS,
+    RecordCodec,
     RecordEventStore,
     RecordQueryStore,
     StoredQuery,
@@ -143,6 +144,15 @@ def _insert_values(schema: str, rows: int) -> str:
         AS e(n, aggregate_type, aggregate_id, sequence, event_type, event_version,
              payload, metadata, recorded_at, event_id)
     RETURNING position"""
+
+
+def insert_statement(q: _Statements, records: Sequence[StoredEvent]) -> tuple[str, list[Any]]:
+    """The statement committing ``records`` (positions from the log head, NOTIFY) and its parameters."""
+    n = len(records)
+    if n <= _VALUES_ROWS:
+        return _insert_values(q.schema, n), [value for r in records for value in r.values()]
+    columns = zip(*(r.values() for r in records), strict=True)
+    return q.insert_events, [n, n, *(list(column) for column in columns)]
 
 
 _TAKE_IMPORT_POSITIONS = _TAKE_POSITIONS + " SELECT base FROM head"
@@ -264,6 +274,19 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
 
 
+def connect(dsn: str, label: str, timeout: float, **options: Any) -> psycopg.Connection[Any]:
+    """A direct autocommit connection; a failure says why, as a cqrs_lab error."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, math.ceil(timeout)), **options)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL ({label}): {str(exc).strip()}. Check the DSN "
+            f"(argument or {DSN_ENV}) and that the server is running."
+        ) from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+
+
 class _Pool:
     """A connection pool shared by the stores of one database; closed with its last user."""
 
@@ -306,17 +329,7 @@ class _Pool:
 
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A connection outside the pool (autocommit); ``options`` are more libpq parameters."""
-        try:
-            return psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=self._timeout_seconds(), **options
-            )
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL ({self.label}): {str(exc).strip()}. Check the DSN "
-                f"(argument or {DSN_ENV}) and that the server is running."
-            ) from exc
-        except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+        return connect(self.dsn, self.label, self.connect_timeout, **options)
 
     def listener(self, schema: str) -> _Listener:
         """The listening connection of ``schema`` (one per pool and schema)."""
@@ -415,9 +428,9 @@ class _Listener:
                     return
 
 
-def _prepare(pool: _Pool, q: _Statements) -> None:
+def prepare(dsn: str, label: str, timeout: float, q: _Statements) -> None:
     """Create the schema's tables on first use, or check its version stamp."""
-    with pool.connect() as conn:
+    with connect(dsn, label, timeout) as conn:
         try:
             if _stamped(conn, q) == _sql.SCHEMA_VERSION:
                 return
@@ -432,7 +445,7 @@ def _prepare(pool: _Pool, q: _Statements) -> None:
             raise
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({pool.label}): "
+                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
                 f"{str(exc).strip()}. The user needs CREATE rights on the database, or an "
                 "administrator creates the schema once."
             ) from exc
@@ -452,6 +465,54 @@ def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
     return None if stamped is None else int(stamped)
 
 
+@contextmanager
+def store_errors(label: str, what: str) -> Iterator[None]:
+    """Driver and pool errors in the block become cqrs_lab errors saying what failed."""
+    try:
+        yield
+    except CqrsLabError:
+        raise
+    except PoolClosed as exc:
+        raise StoreError(f"the PostgreSQL store on {label} is closed; open a new one") from exc
+    except PoolTimeout as exc:
+        raise StoreUnavailableError(
+            f"no PostgreSQL connection to {label} became free or could be opened "
+            f"to {what}. Check that the server is up, or raise pool_size."
+        ) from exc
+    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+        raise ConcurrencyError(
+            f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
+            f"({str(exc).strip()}); nothing was written. Retry."
+        ) from exc
+    except pg_errors.UntranslatableCharacter as exc:
+        raise StoreError(
+            f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
+            "NUL character (\\u0000) in strings; remove it from the event or view."
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(
+            f"lost the PostgreSQL connection ({label}) trying to {what}: "
+            f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
+        ) from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL failed to {what} ({label}): {str(exc).strip()}") from exc
+
+
+def snapshot_and_stream(
+    store: RecordCodec, aggregate_type: str, aggregate_id: str, rows: Sequence[tuple[Any, ...]]
+) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+    """The rows of ``_LOAD_SNAPSHOT_AND_STREAM`` as the snapshot and the decoded stream after it."""
+    snapshot = None
+    events = []
+    for row in rows:
+        if row[2] is None:
+            snapshot = StoredSnapshot(aggregate_type, aggregate_id, row[0], row[4])
+        else:
+            events.append(row)
+    events.sort(key=_FIRST)  # sequence
+    return snapshot, store._decode_stream(aggregate_type, aggregate_id, events)
+
+
 class _PostgresStore:
     """What both PostgreSQL stores share: the pool, error mapping and ``close()``."""
 
@@ -465,35 +526,8 @@ class _PostgresStore:
     @contextmanager
     def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; driver errors become cqrs_lab errors saying what failed."""
-        try:
-            with self._pool.pool.connection() as conn:
-                yield conn
-        except CqrsLabError:
-            raise
-        except PoolClosed as exc:
-            raise StoreError(f"the PostgreSQL store on {self._pool.label} is closed; open a new one") from exc
-        except PoolTimeout as exc:
-            raise StoreUnavailableError(
-                f"no PostgreSQL connection to {self._pool.label} became free or could be opened "
-                f"to {what}. Check that the server is up, or raise pool_size."
-            ) from exc
-        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-            raise ConcurrencyError(
-                f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
-                f"({str(exc).strip()}); nothing was written. Retry."
-            ) from exc
-        except pg_errors.UntranslatableCharacter as exc:
-            raise StoreError(
-                f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
-                "NUL character (\\u0000) in strings; remove it from the event or view."
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"lost the PostgreSQL connection ({self._pool.label}) trying to {what}: "
-                f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
-            ) from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL failed to {what} ({self._pool.label}): {str(exc).strip()}") from exc
+        with store_errors(self._pool.label, what), self._pool.pool.connection() as conn:
+            yield conn
 
     def _hold(self, pool: _Pool) -> None:
         """Use ``pool``; released by ``close()`` or, failing that, when this object is collected."""
@@ -528,7 +562,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         self._q = _statements(validate_identifier(schema))
         self._hold(_Pool(_resolve_dsn(dsn), pool_size, connect_timeout))
         try:
-            _prepare(self._pool, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
         except BaseException:
             self.close()
             raise
@@ -554,15 +588,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         key = [aggregate_type, aggregate_id]
         with self._connection("load a snapshot and events") as conn:
             rows = conn.execute(self._q.load_snapshot_and_stream, key + key).fetchall()
-        snapshot = None
-        events = []
-        for row in rows:
-            if row[2] is None:
-                snapshot = StoredSnapshot(aggregate_type, aggregate_id, row[0], row[4])
-            else:
-                events.append(row)
-        events.sort(key=_FIRST)  # sequence
-        return snapshot, self._decode_stream(aggregate_type, aggregate_id, events)
+        return snapshot_and_stream(self, aggregate_type, aggregate_id, rows)
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._connection("read the event log") as conn:
@@ -575,15 +601,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         return None if row is None else StoredSnapshot(*row)
 
     def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        n = len(records)
-        statement: str
-        params: list[Any]
-        if n <= _VALUES_ROWS:
-            statement = _insert_values(self._q.schema, n)
-            params = [value for r in records for value in r.values()]
-        else:
-            statement = self._q.insert_events
-            params = [n, n, *(list(column) for column in zip(*(r.values() for r in records), strict=True))]
+        statement, params = insert_statement(self._q, records)
         with self._connection("commit events") as conn:
             try:
                 if snapshot is None:
@@ -707,7 +725,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             self._q = _statements(validate_identifier(schema if schema is not None else DEFAULT_SCHEMA))
             self._hold(_Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout))
         try:
-            _prepare(self._pool, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
         except BaseException:
             self.close()
             raise
