@@ -30,7 +30,7 @@ from typing import Self
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import ConfigurationError
 
-__all__ = ["POLL_INTERVAL", "Signal", "Subscription", "check_wait_arguments"]
+__all__ = ["POLL_INTERVAL", "Signal", "Subscription", "check_subscription_arguments", "check_wait_arguments"]
 
 POLL_INTERVAL = 1.0
 """Seconds between re-reads of a waiting reader when no wake-up comes (the fallback)."""
@@ -45,6 +45,17 @@ def check_wait_arguments(timeout: float | None, poll_interval: float) -> None:
         raise ConfigurationError(f"timeout must be 0 or more seconds (or None: forever), not {timeout}")
     if poll_interval <= 0:
         raise ConfigurationError(f"poll_interval must be a positive number of seconds, not {poll_interval}")
+
+
+def check_subscription_arguments(
+    after_position: int, timeout: float | None, poll_interval: float, batch_size: int
+) -> None:
+    """Refuse arguments ``subscribe`` cannot work with, saying which."""
+    check_wait_arguments(timeout, poll_interval)
+    if after_position < 0:
+        raise ConfigurationError(f"after_position must be 0 or more, not {after_position}")
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be 1 or more, not {batch_size}")
 
 
 class Signal:
@@ -94,11 +105,7 @@ class Subscription(Iterator[EventEnvelope]):
         poll_interval: float = POLL_INTERVAL,
         batch_size: int = 1000,
     ) -> None:
-        check_wait_arguments(timeout, poll_interval)
-        if after_position < 0:
-            raise ConfigurationError(f"after_position must be 0 or more, not {after_position}")
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be 1 or more, not {batch_size}")
+        check_subscription_arguments(after_position, timeout, poll_interval, batch_size)
         self._read = read
         self._signal = signal
         self.position = after_position
