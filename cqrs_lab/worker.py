@@ -11,11 +11,17 @@ per batch, so whoever takes it over continues from the checkpoint and every
 event is applied once. On memory and DuckDB (one process) the leases are kept
 in the process.
 
-A worker runs one batch of each projection it holds in turn, then waits for
-the next commit (``store.subscribe``'s wake-ups: NOTIFY on PostgreSQL); every
-``lease / 5`` seconds it renews its leases and takes or hands over projections
-to keep its fair share. Setting ``stop`` ends it after the batch in flight
-(which commits, or rolls back, whole).
+A worker checks its leases, runs one batch of each projection it holds in
+turn, then waits for the next commit (``store.subscribe``'s wake-ups: NOTIFY
+on PostgreSQL); every ``lease / 5`` seconds it also takes or hands over
+projections to keep its fair share. Setting ``stop`` ends it after the batch
+in flight (which commits, or rolls back, whole).
+
+The one window left: if a worker's session alone is killed (``pg_terminate_backend``)
+while a batch is in flight on a pooled connection, that batch may still commit
+after another worker has read the old checkpoint, and so be applied twice
+(unless the views' version check catches it). Checking the session before
+each round of batches keeps that window to one batch.
 """
 
 from __future__ import annotations
@@ -174,10 +180,12 @@ class ProjectionWorker:
                         next_tick = time.monotonic() + tick
                     seen = signal.count
                     busy = False
-                    for projection in [p for held in owned.values() for p in held]:
-                        if stop.is_set():
-                            break
-                        busy = self._step(projection) or busy
+                    for key, held in owned.items():
+                        if held and self._renewed(key, boards, held):
+                            for projection in list(held):
+                                if stop.is_set():
+                                    break
+                                busy = self._step(projection) or busy
                     if not busy:
                         signal.wait(seen, max(0.0, min(_IDLE_WAIT, next_tick - time.monotonic())))
         finally:
@@ -239,19 +247,35 @@ class ProjectionWorker:
                         projection.position,
                     )
         except CqrsLabError as exc:
-            if held:
-                log.error(
-                    "worker %s lost its leases (%s); stopped running %s",
-                    self.name,
-                    exc,
-                    ", ".join(p.name for p in held),
-                )
-            else:
-                log.error("worker %s cannot reach its leases: %s", self.name, exc)
-            held.clear()
-            lost = boards.pop(key, None)
-            if lost is not None:
-                lost.close()
+            self._lost(key, boards, held, exc)
+
+    def _renewed(self, key: Hashable, boards: dict[Hashable, _Leases], held: list[Projection]) -> bool:
+        """Check the leases before a round of batches, so a worker whose session died stops
+        within one batch, not at its next tick."""
+        try:
+            boards[key].renew()
+        except CqrsLabError as exc:
+            self._lost(key, boards, held, exc)
+            return False
+        return True
+
+    def _lost(
+        self, key: Hashable, boards: dict[Hashable, _Leases], held: list[Projection], exc: CqrsLabError
+    ) -> None:
+        """The leases of ``key`` are gone (or never came): run none of its projections."""
+        if held:
+            log.error(
+                "worker %s lost its leases (%s); stopped running %s",
+                self.name,
+                exc,
+                ", ".join(p.name for p in held),
+            )
+        else:
+            log.error("worker %s cannot reach its leases: %s", self.name, exc)
+        held.clear()
+        lost = boards.pop(key, None)
+        if lost is not None:
+            lost.close()
 
     def _give_back(self, board: _Leases, projection: Projection, why: str) -> None:
         try:
