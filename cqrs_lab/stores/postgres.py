@@ -414,10 +414,14 @@ class _Listener:
                     if note.payload == self.payload and note.channel in self.signals:
                         self.signals[note.channel].fire()
             except (psycopg.Error, CqrsLabError) as exc:
-                _log.warning("listening connection to %s lost (%s); reconnecting", self.pool.label, exc)
                 if conn is not None:
                     conn.close()
                     conn = None
+                with self.lock:
+                    if self.users == 0:  # nobody waits: no need to reconnect (or to say so)
+                        self.running = False
+                        return
+                _log.warning("listening connection to %s lost (%s); reconnecting", self.pool.label, exc)
                 self._fire_all()
                 time.sleep(POLL_INTERVAL)
             with self.lock:
