@@ -41,6 +41,7 @@ from cqrs_lab.projections import Projection
 from cqrs_lab.stores.base import EventStore, QueryStore
 from cqrs_lab.stores.memory import MemoryEventStore, MemoryQueryStore
 from cqrs_lab.testing import QueryTester, SpecResult, TestFramework
+from cqrs_lab.worker import ProjectionWorker
 
 __version__ = "0.1.0"
 
@@ -71,6 +72,7 @@ __all__ = [
     "MemoryQueryStore",
     "Projection",
     "ProjectionLagError",
+    "ProjectionWorker",
     "Query",
     "QueryContext",
     "QueryProcessor",
