@@ -221,7 +221,7 @@ def _projections(spec: str, events: Any, queries: Any) -> list[Any]:
     from cqrs_lab.projections import Projection
 
     found = _load_object(spec)
-    if callable(found) and not isinstance(found, Projection):
+    if callable(found) and not isinstance(found, Projection | type):
         found = found(events, queries)
     items = [found] if isinstance(found, Projection) else found
     try:
