@@ -184,3 +184,33 @@ def test_async_postgres_store_refuses_bad_settings_and_reports_an_unreachable_se
             await store.load_events("BankAccount", "A")
 
     asyncio.run(main())
+
+
+def test_an_async_subscription_is_woken_by_commits_on_every_store(backend: Backend) -> None:
+    async def main() -> list[int]:
+        bank = AsyncCqrsFramework(BankAccount, _async_store(backend))
+        store = bank.event_store
+        await bank.execute("A", OpenBankAccount(account_id="A"))
+        got: list[int] = []
+        writer = None
+
+        async def two_deposits() -> None:
+            for _ in range(2):
+                await bank.execute("A", DepositMoney(amount=Decimal(1)))
+
+        try:
+            # polling alone would not come for 60 s: only a commit's wake-up ends the 5 s idle wait
+            async with store.subscribe(after_position=0, timeout=5.0, poll_interval=60) as events:
+                async for envelope in events:
+                    got.append(envelope.position)
+                    if len(got) == 1:
+                        writer = asyncio.ensure_future(two_deposits())
+                    if len(got) == 3:
+                        break
+            assert writer is not None
+            await writer
+        finally:
+            await store.close()
+        return got
+
+    assert asyncio.run(main()) == [1, 2, 3]
