@@ -1803,7 +1803,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workloads",
         type=_choices(WORKLOADS, "workload(s)"),
         default=list(WORKLOADS),
-        help="comma-separated workloads to run (default: W1,...,W8)",
+        help="comma-separated workloads to run (default: W1,...,W11)",
     )
 
 
