@@ -8,6 +8,7 @@ says what happened and what to do::
     │   ├── UserError                  the command was rejected by the domain (.payload)
     │   ├── ConcurrencyError           a stale writer lost the race; safe to retry
     │   ├── DispatchError              events committed, a dispatcher failed (.envelopes)
+    │   ├── DuplicateCommandError      a command id already names another command
     │   └── TechnicalError             anything else; ``__cause__`` holds the original
     │       └── StoreError             a store could not do what was asked
     │           ├── StoreUnavailableError   wrong DSN, server down, cannot open a file
@@ -36,6 +37,7 @@ __all__ = [
     "CorruptRecordError",
     "CqrsLabError",
     "DispatchError",
+    "DuplicateCommandError",
     "ProjectionLagError",
     "SchemaVersionError",
     "StoreError",
@@ -123,6 +125,17 @@ class DispatchError(AggregateError):
         )
         self.envelopes = list(envelopes)
         self.failures = list(failures)
+
+
+class DuplicateCommandError(AggregateError):
+    """A ``command_id`` already committed on the aggregate named a different command.
+
+    Nothing was handled or committed. ``command_id`` is the id in question.
+    """
+
+    def __init__(self, message: str, command_id: str) -> None:
+        super().__init__(message)
+        self.command_id = command_id
 
 
 class StoreError(TechnicalError):

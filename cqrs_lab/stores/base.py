@@ -39,14 +39,21 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_COLUMNS",
     "EventStore",
+    "IdempotentEventStore",
+    "ProcessStore",
     "QueryStore",
     "RecordCodec",
     "RecordEventStore",
     "RecordQueryStore",
+    "StoredCommand",
+    "StoredDeadline",
     "StoredEvent",
+    "StoredProcess",
     "StoredQuery",
     "StoredSnapshot",
+    "command_conflict",
     "import_conflict",
+    "process_conflict",
     "validate_identifier",
 ]
 
@@ -98,6 +105,82 @@ class StoredSnapshot:
     aggregate_id: str
     version: int
     payload: str
+
+
+def command_conflict(command: StoredCommand) -> str:
+    """The message of a commit refused because its command id is already committed."""
+    return (
+        f"command id {command.command_id!r} is already committed on "
+        f"{command.aggregate_type}/{command.aggregate_id}; nothing of this commit was stored. "
+        "CqrsFramework.execute(..., command_id=...) returns the events committed the first time."
+    )
+
+
+def process_conflict(name: str) -> str:
+    """The message of a process runner's commit refused because another runner moved on."""
+    return (
+        f"process runner {name!r}: another runner committed the same process states or "
+        "checkpoint first; nothing of this batch was stored. Run one runner per name; this one "
+        "can run again (the commands it sent carry command ids, so none is applied twice)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """A command committed with a caller-chosen id: which events it committed.
+
+    One row per (aggregate_type, aggregate_id, command_id), written in the same
+    transaction as the events, so a second commit of the same id is refused.
+    ``payload`` is the command as JSON text; its events are the stream's
+    ``first_sequence`` to ``last_sequence``.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    command_id: str
+    command_type: str
+    payload: str
+    first_sequence: int
+    last_sequence: int
+
+    def key(self) -> tuple[str, str, str]:
+        """``(aggregate_type, aggregate_id, command_id)``: what the store keeps unique."""
+        return (self.aggregate_type, self.aggregate_id, self.command_id)
+
+    def values(self) -> tuple[Any, ...]:
+        """Every column, in field order (what a commit inserts)."""
+        return (*self.key(), self.command_type, self.payload, self.first_sequence, self.last_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProcess:
+    """A process manager instance's state: ``version`` counts its commits; ``payload`` is JSON text."""
+
+    name: str
+    process_id: str
+    version: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadline:
+    """A pending deadline of one process instance: the command to send at ``due_at``.
+
+    ``origin`` names what scheduled it (it makes the command's id); ``command_type``
+    is ``command_class_name`` of the command's class; ``command`` and ``metadata``
+    are JSON text.
+    """
+
+    name: str
+    process_id: str
+    deadline: str
+    due_at: datetime
+    origin: str
+    aggregate_type: str
+    aggregate_id: str
+    command_type: str
+    command: str
+    metadata: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +261,66 @@ class QueryStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class IdempotentEventStore(EventStore, Protocol):
+    """An ``EventStore`` that keeps the ids of commands (every cqrs_lab store does).
+
+    ``CqrsFramework.execute(..., command_id=...)`` needs one.
+    """
+
+    def commit(
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
+    ) -> list[EventEnvelope]:
+        """Like ``EventStore.commit``, and stores ``command`` (its id) in the same transaction.
+
+        Raises ``ConcurrencyError`` (storing nothing) when any sequence is taken,
+        or when ``command``'s id is already committed on that aggregate.
+        """
+        ...
+
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        """The command committed with ``command_id`` on that aggregate, if any."""
+        ...
+
+
+@runtime_checkable
+class ProcessStore(QueryStore, Protocol):
+    """A ``QueryStore`` that also keeps process managers' states, deadlines and checkpoints
+    (every cqrs_lab query store does); ``ProcessRunner`` needs one."""
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        """The stored states among ``process_ids`` of the process runner ``name`` (any order)."""
+        ...
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        """The runner's pending deadlines (those due at or before ``due_by``, when given),
+        ordered by due time, then process id and deadline name."""
+        ...
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        """Commit a process runner's batch in one transaction.
+
+        Each state is written iff the stored version is ``version - 1`` (absent
+        counts as 0); the ``(process_id, deadline)`` pairs in ``cancelled`` and of
+        ``deadlines`` are deleted, then ``deadlines`` are inserted; the checkpoint
+        ``(expected, new)`` moves from ``expected`` to ``new``. When any check
+        fails, ``ConcurrencyError`` is raised and nothing is written.
+        """
+        ...
 
 
 def _where(record: StoredEvent) -> str:
@@ -326,11 +469,22 @@ class RecordEventStore(RecordCodec, ABC):
         """Rows of one stream after ``after_sequence`` in sequence order."""
 
     @abstractmethod
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        """Insert rows in one transaction; return their positions.
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
+        """Insert rows (and the snapshot and the command row, if any) in one transaction;
+        return their positions.
 
-        Raise ``ConcurrencyError`` (inserting nothing) when a sequence is taken.
+        Raise ``ConcurrencyError`` (inserting nothing) when a sequence or the
+        command id is taken.
         """
+
+    @abstractmethod
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        """The command committed with ``command_id`` on that aggregate, if any."""
 
     @abstractmethod
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
@@ -400,12 +554,16 @@ class RecordEventStore(RecordCodec, ABC):
         return self._decode_rows(self._load_records(aggregate_type, aggregate_id, after_sequence))
 
     def commit(
-        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
     ) -> list[EventEnvelope]:
         if not envelopes:
             return []
         done: dict[int, str] = {}  # a command's envelopes share one metadata mapping
-        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot)
+        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot, command)
         return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
 
     def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
@@ -495,6 +653,23 @@ class RecordQueryStore(ABC):
     def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
         """A ``Signal`` that fires when a checkpoint is saved while the block runs: in this
         process on memory and DuckDB, in any process on PostgreSQL."""
+
+    @abstractmethod
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]: ...
+
+    @abstractmethod
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]: ...
+
+    @abstractmethod
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None: ...
 
     @abstractmethod
     def close(self) -> None: ...

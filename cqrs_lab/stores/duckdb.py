@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
@@ -42,9 +43,14 @@ from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
     RecordEventStore,
     RecordQueryStore,
+    StoredCommand,
+    StoredDeadline,
+    StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    command_conflict,
     import_conflict,
+    process_conflict,
 )
 from cqrs_lab.subscriptions import Signal
 
@@ -83,6 +89,17 @@ _LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
 _SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
 _DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
 _IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
+_INSERT_COMMAND = _sql_for(_sql.INSERT_COMMAND)
+_LOAD_COMMAND = _sql_for(_sql.LOAD_COMMAND)
+_LOAD_PROCESSES = _sql_for(_sql.LOAD_PROCESSES)
+_UPDATE_PROCESSES = _sql_for(_sql.UPDATE_PROCESSES)
+_INSERT_PROCESSES = _sql_for(_sql.INSERT_PROCESSES)
+_START_CHECKPOINT = _sql_for(_sql.START_CHECKPOINT)
+_MOVE_CHECKPOINT = _sql_for(_sql.MOVE_CHECKPOINT)
+_DELETE_DEADLINES = _sql_for(_sql.DELETE_DEADLINES)
+_INSERT_DEADLINES = _sql_for(_sql.INSERT_DEADLINES)
+_LOAD_DEADLINES = _sql_for(_sql.LOAD_DEADLINES)
+_LOAD_DUE_DEADLINES = _sql_for(_sql.LOAD_DUE_DEADLINES)
 
 # DuckDB only: loading a stream is a scan of the whole table without an index on
 # aggregate_id (the unique constraint's index is not used for it).
@@ -259,9 +276,10 @@ def _prepare(db: _Database) -> None:
     if stamped == _sql.SCHEMA_VERSION:
         return
     if db.read_only:
+        what = f"tables of an older cqrs_lab (schema version {stamped})" if stamped else "no cqrs_lab tables"
         raise StoreUnavailableError(
-            f"DuckDB file {db.label!r} has no cqrs_lab tables (or older ones) and is opened read_only, "
-            "so they cannot be created: open it once without read_only."
+            f"DuckDB file {db.label!r} has {what} and is opened read_only, so they cannot be "
+            "created or upgraded: open it once without read_only."
         )
     try:
         with _transaction(conn):
@@ -398,7 +416,17 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             self._db.head = int(row[0]) if row else 0
         return self._db.head
 
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        with self._locked() as conn:
+            row = _first(conn, _LOAD_COMMAND, [aggregate_type, aggregate_id, command_id])
+        return None if row is None else StoredCommand(*row)
+
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
         self._writable("commit events")
         statement = _insert_events(len(records))
         with self._locked() as conn:
@@ -412,25 +440,30 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                 for position, r in enumerate(records, start=head + 1):
                     params += (position, *r.values())
                 try:
-                    if snapshot is None:
+                    if snapshot is None and command is None:
                         conn.execute(statement, params)  # autocommit: one atomic statement
                     else:
                         with _transaction(conn):
                             conn.execute(statement, params)
-                            conn.execute(
-                                _UPSERT_SNAPSHOT,
-                                [
-                                    snapshot.aggregate_type,
-                                    snapshot.aggregate_id,
-                                    snapshot.version,
-                                    snapshot.payload,
-                                ],
-                            )
+                            if snapshot is not None:
+                                conn.execute(
+                                    _UPSERT_SNAPSHOT,
+                                    [
+                                        snapshot.aggregate_type,
+                                        snapshot.aggregate_id,
+                                        snapshot.version,
+                                        snapshot.payload,
+                                    ],
+                                )
+                            if command is not None:
+                                conn.execute(_INSERT_COMMAND, command.values())
                 except _CONFLICTS as exc:
                     self._db.head = None
                     if not retried and self._head(conn) != head:
                         retried = True
                         continue
+                    if command is not None and _first(conn, _LOAD_COMMAND, command.key()):
+                        raise ConcurrencyError(command_conflict(command)) from exc
                     first = records[0]
                     row = _first(conn, _STREAM_VERSION, [first.aggregate_type, first.aggregate_id])
                     raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
@@ -598,6 +631,58 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
             conn.execute(_DELETE_QUERIES, [list(query_types)])
             if checkpoint is not None:
                 conn.execute(_DELETE_CHECKPOINT, [checkpoint])
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        with self._locked() as conn:
+            rows = conn.execute(_LOAD_PROCESSES, [name, list(dict.fromkeys(process_ids))]).fetchall()
+        return [StoredProcess(*row) for row in rows]
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        with self._locked() as conn:
+            if due_by is None:
+                rows = conn.execute(_LOAD_DEADLINES, [name]).fetchall()
+            else:
+                rows = conn.execute(_LOAD_DUE_DEADLINES, [name, due_by]).fetchall()
+        return [StoredDeadline(*row) for row in rows]
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        self._writable("commit process states")
+        new, old = _sql.process_batches(states)
+        removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
+        with self._locked() as conn:
+            try:
+                with _transaction(conn):
+                    written = len(conn.execute(_UPDATE_PROCESSES, [*old, name]).fetchall()) if old[0] else 0
+                    if new[0]:
+                        written += len(conn.execute(_INSERT_PROCESSES, [name, *new]).fetchall())
+                    if written != len(states) or (
+                        checkpoint is not None and not self._move_checkpoint(conn, name, checkpoint)
+                    ):
+                        raise ConcurrencyError(process_conflict(name))
+                    if removed:
+                        pairs = [[r[0] for r in removed], [r[1] for r in removed]]
+                        conn.execute(_DELETE_DEADLINES, [*pairs, name])
+                    if deadlines:
+                        conn.execute(_INSERT_DEADLINES, [name, *_sql.deadline_columns(deadlines)])
+            except _CONFLICTS as exc:
+                raise ConcurrencyError(process_conflict(name)) from exc
+        if checkpoint is not None:
+            self._db.checkpoints.fire()
+
+    @staticmethod
+    def _move_checkpoint(conn: duckdb.DuckDBPyConnection, name: str, checkpoint: tuple[int, int]) -> bool:
+        expected, new = checkpoint
+        if expected == 0:
+            return bool(conn.execute(_START_CHECKPOINT, [name, new]).fetchall())
+        return bool(conn.execute(_MOVE_CHECKPOINT, [new, name, expected]).fetchall())
 
     def __repr__(self) -> str:
         return f"DuckDBQueryStore({self._db.label!r})"

@@ -47,9 +47,10 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -78,9 +79,14 @@ from cqrs_lab.stores.base import (
     RecordCodec,
     RecordEventStore,
     RecordQueryStore,
+    StoredCommand,
+    StoredDeadline,
+    StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    command_conflict,
     import_conflict,
+    process_conflict,
     validate_identifier,
 )
 from cqrs_lab.subscriptions import POLL_INTERVAL, Signal
@@ -205,6 +211,17 @@ class _Statements:
     save_checkpoint: str
     notify_checkpoint: str
     delete_checkpoint: str
+    insert_command: str
+    load_command: str
+    load_processes: str
+    update_processes: str
+    insert_processes: str
+    start_checkpoint: str
+    move_checkpoint: str
+    delete_deadlines: str
+    insert_deadlines: str
+    load_deadlines: str
+    load_due_deadlines: str
 
 
 @lru_cache(maxsize=32)
@@ -246,6 +263,17 @@ def _statements(schema: str) -> _Statements:
         save_checkpoint=r(_sql.SAVE_CHECKPOINT),
         notify_checkpoint=r(_NOTIFY_CHECKPOINT),
         delete_checkpoint=r(_sql.DELETE_CHECKPOINT),
+        insert_command=r(_sql.INSERT_COMMAND),
+        load_command=r(_sql.LOAD_COMMAND),
+        load_processes=r(_sql.LOAD_PROCESSES),
+        update_processes=r(_sql.UPDATE_PROCESSES),
+        insert_processes=r(_sql.INSERT_PROCESSES),
+        start_checkpoint=r(_sql.START_CHECKPOINT),
+        move_checkpoint=r(_sql.MOVE_CHECKPOINT),
+        delete_deadlines=r(_sql.DELETE_DEADLINES),
+        insert_deadlines=r(_sql.INSERT_DEADLINES),
+        load_deadlines=r(_sql.LOAD_DEADLINES),
+        load_due_deadlines=r(_sql.LOAD_DUE_DEADLINES),
     )
 
 
@@ -604,26 +632,41 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
             row = conn.execute(self._q.load_snapshot, [aggregate_type, aggregate_id]).fetchone()
         return None if row is None else StoredSnapshot(*row)
 
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        with self._connection("load a command") as conn:
+            row = conn.execute(self._q.load_command, [aggregate_type, aggregate_id, command_id]).fetchone()
+        return None if row is None else StoredCommand(*row)
+
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
         statement, params = insert_statement(self._q, records)
         with self._connection("commit events") as conn:
             try:
-                if snapshot is None:
+                if snapshot is None and command is None:
                     # One statement in autocommit mode: its own transaction, one round trip.
                     rows = conn.execute(statement, params).fetchall()
                 else:
                     with conn.transaction():
                         rows = conn.execute(statement, params).fetchall()
-                        conn.execute(
-                            self._q.upsert_snapshot,
-                            [
-                                snapshot.aggregate_type,
-                                snapshot.aggregate_id,
-                                snapshot.version,
-                                snapshot.payload,
-                            ],
-                        )
+                        if snapshot is not None:
+                            conn.execute(
+                                self._q.upsert_snapshot,
+                                [
+                                    snapshot.aggregate_type,
+                                    snapshot.aggregate_id,
+                                    snapshot.version,
+                                    snapshot.payload,
+                                ],
+                            )
+                        if command is not None:
+                            conn.execute(self._q.insert_command, command.values())
             except pg_errors.UniqueViolation as exc:
+                if command is not None and conn.execute(self._q.load_command, command.key()).fetchone():
+                    raise ConcurrencyError(command_conflict(command)) from exc
                 first = records[0]
                 key = [first.aggregate_type, first.aggregate_id]
                 row = conn.execute(self._q.stream_version, key).fetchone()
@@ -778,6 +821,59 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             conn.execute(self._q.delete_queries, [list(query_types)])
             if checkpoint is not None:
                 conn.execute(self._q.delete_checkpoint, [checkpoint])
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        with self._connection("load process states") as conn:
+            rows = conn.execute(self._q.load_processes, [name, list(dict.fromkeys(process_ids))]).fetchall()
+        return [StoredProcess(*row) for row in rows]
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        with self._connection("load deadlines") as conn:
+            if due_by is None:
+                rows = conn.execute(self._q.load_deadlines, [name]).fetchall()
+            else:
+                rows = conn.execute(self._q.load_due_deadlines, [name, due_by]).fetchall()
+        return [StoredDeadline(*row) for row in rows]
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        new, old = _sql.process_batches(states)
+        removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
+        with self._connection("commit process states") as conn:
+            try:
+                with conn.transaction():
+                    written = 0
+                    if old[0]:
+                        written += len(conn.execute(self._q.update_processes, [*old, name]).fetchall())
+                    if new[0]:
+                        written += len(conn.execute(self._q.insert_processes, [name, *new]).fetchall())
+                    if written != len(states) or (
+                        checkpoint is not None and not self._move_checkpoint(conn, name, checkpoint)
+                    ):
+                        raise ConcurrencyError(process_conflict(name))
+                    if checkpoint is not None:
+                        conn.execute(self._q.notify_checkpoint)
+                    if removed:
+                        conn.execute(
+                            self._q.delete_deadlines, [[r[0] for r in removed], [r[1] for r in removed], name]
+                        )
+                    if deadlines:
+                        conn.execute(self._q.insert_deadlines, [name, *_sql.deadline_columns(deadlines)])
+            except pg_errors.UniqueViolation as exc:
+                raise ConcurrencyError(process_conflict(name)) from exc
+
+    def _move_checkpoint(self, conn: psycopg.Connection[Any], name: str, checkpoint: tuple[int, int]) -> bool:
+        expected, new = checkpoint
+        if expected == 0:
+            return conn.execute(self._q.start_checkpoint, [name, new]).fetchone() is not None
+        return conn.execute(self._q.move_checkpoint, [new, name, expected]).fetchone() is not None
 
     def __repr__(self) -> str:
         return f"PostgresQueryStore({self._pool.label!r}, schema={self.schema!r})"
