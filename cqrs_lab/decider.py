@@ -5,23 +5,18 @@ to reject), ``evolve(state, event) -> state`` returns the next state without
 changing the one it was given, and ``initial_state`` is the state before any
 event. A ``Decider`` is accepted wherever an aggregate class is
 (``CqrsFramework``, ``TestFramework``, the notebook helpers): it runs as an
-``Aggregate`` subclass (``decider.aggregate_cls``) whose one field holds the
-state, stored and snapshotted as the state's own JSON.
+``Aggregate`` subclass (``decider.aggregate_cls``) with the state's fields, so
+it is stored, snapshotted and shown exactly as its state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from copy import deepcopy
+from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from pydantic import (
-    BaseModel,
-    Field,
-    SerializerFunctionWrapHandler,
-    create_model,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, Field, create_model
 
 from cqrs_lab.domain import Aggregate, Command, Event
 from cqrs_lab.errors import ConfigurationError
@@ -32,43 +27,28 @@ S = TypeVar("S", bound=BaseModel)
 
 
 class DeciderAggregate(Aggregate):
-    """The ``Aggregate`` that runs a ``Decider``: ``state`` is the decider's state.
+    """The ``Aggregate`` that runs a ``Decider``: its fields are the decider's state's fields
+    (their defaults, the initial state's values)."""
 
-    Its JSON (in snapshots) is the state's JSON, and it validates from it.
-    """
+    _decider: ClassVar[Decider[Any]]
 
-    decider: ClassVar[Decider[Any]]
-    state: Any = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_state(cls, data: Any) -> Any:
-        # cls() (no arguments) starts from a copy of the initial state; anything else is a state
-        return data if isinstance(data, dict) and not data else {"state": data}
-
-    @model_serializer(mode="wrap")
-    def _as_state(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return handler(self)["state"]
+    def state(self) -> BaseModel:
+        """This aggregate's state as the decider's state model."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return cast(BaseModel, self._decider.state_cls.model_construct(**values))
 
     def handle(self, command: Command) -> list[Event]:
-        return list(self.decider.decide(command, self.state) or [])
+        return list(self._decider.decide(command, self.state()) or [])
 
     def apply(self, event: Event) -> None:
-        state = self.decider.evolve(self.state, event)
-        if not isinstance(state, self.decider.state_cls):
+        state = self._decider.evolve(self.state(), event)
+        if not isinstance(state, self._decider.state_cls):
             raise TypeError(
-                f"evolve returned {state!r}, not a {self.decider.state_cls.__qualname__}: it must "
+                f"evolve returned {state!r}, not a {self._decider.state_cls.__qualname__}: it must "
                 "return the new state"
             )
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"{type(self).__qualname__}({self.state!r})"
-
-    def _repr_html_(self) -> str:
-        from cqrs_lab._render import model_html
-
-        return model_html(self.state, type(self).__qualname__)
+        for name in type(self).model_fields:
+            setattr(self, name, getattr(state, name))
 
 
 class Decider(Generic[S]):
@@ -96,15 +76,24 @@ class Decider(Generic[S]):
         self.decide = decide
         self.evolve = evolve
         self.state_cls: type[S] = type(initial_state)
-        start = initial_state.model_copy(deep=True)
+        fields: dict[str, Any] = {
+            field: (info.annotation, Field(default_factory=partial(deepcopy, getattr(initial_state, field))))
+            for field, info in self.state_cls.model_fields.items()
+        }
+        clash = sorted(set(fields) & {"handle", "apply", "state", "aggregate_type"})
+        if clash:
+            raise ConfigurationError(
+                f"Decider {name!r}: the state's field(s) {', '.join(clash)} would hide the aggregate's "
+                "methods; rename them"
+            )
         aggregate_cls = create_model(
             name,
             __base__=DeciderAggregate,
-            state=(self.state_cls, Field(default_factory=lambda: start.model_copy(deep=True))),
+            __module__=getattr(decide, "__module__", __name__),
+            **fields,
         )
         aggregate_cls.__qualname__ = name
-        aggregate_cls.__module__ = getattr(decide, "__module__", __name__)
-        aggregate_cls.decider = self
+        aggregate_cls._decider = self
         self._aggregate_cls = aggregate_cls
 
     @property
@@ -118,7 +107,7 @@ class Decider(Generic[S]):
 
     def state_of(self, aggregate: Aggregate) -> S:
         """The state held by one of this decider's aggregates."""
-        return cast(S, cast(DeciderAggregate, aggregate).state)
+        return cast(S, cast(DeciderAggregate, aggregate).state())
 
     def __repr__(self) -> str:
         return f"Decider({self.name!r}, initial_state={self.initial_state!r})"

@@ -147,4 +147,30 @@ def test_a_decider_needs_a_pydantic_initial_state() -> None:
 def test_the_decider_runs_as_an_aggregate_class() -> None:
     assert issubclass(tally.aggregate_cls, Aggregate)
     assert tally.aggregate_cls.aggregate_type == "Tally"
-    assert repr(tally.aggregate_cls()) == "Tally(TallyState(total=100, history=[]))"
+    assert repr(tally.aggregate_cls()) == "Tally(total=100, history=[])"  # the initial state's values
+    assert tally.aggregate_cls().state() == tally.initial_state
+
+
+def test_the_notebook_helpers_take_a_decider_and_show_its_state() -> None:
+    from cqrs_lab import MemoryEventStore
+    from cqrs_lab.notebook import CommandStepper, state_at, state_history, step_through, timeline
+
+    store = MemoryEventStore()
+    orders = CqrsFramework(order_decider, store)
+    orders.execute("O-1", PlaceOrder(order_id="O-1", amount=Decimal("5.00")))
+    orders.execute("O-1", CancelOrder(reason="unpaid"))
+    events = orders.events("O-1")
+    frame = state_history(order_decider, events)
+    assert list(frame.columns) == ["sequence", "event_type", "order_id", "amount", "status"]
+    assert frame.equals(state_history(Order, events))
+    assert state_at(order_decider, events, sequence=1) == OrderState(
+        order_id="O-1", amount=Decimal("5.00"), status="placed"
+    )
+    [step] = step_through(order_decider, [ConfirmOrder()], given=events)
+    assert step.error is not None and step.error.code == "cancelled"
+    stepper = CommandStepper(orders, [CancelOrder(reason="again")], aggregate_id="O-1")
+    stepper.go(1)
+    assert stepper.current is not None and stepper.current.events == []
+    drawn = timeline(orders)
+    assert [lane.name for lane in drawn.lanes] == ["Order/O-1"]
+    assert "OrderCancelled" in drawn._repr_html_()
