@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cqrs_lab.codec import EventCodec, default_codec
+from cqrs_lab.decider import Decider
 from cqrs_lab.domain import Aggregate, Command, Event, Query
 from cqrs_lab.envelope import (
     AggregateContext,
@@ -26,6 +27,8 @@ from cqrs_lab.errors import (
     CorruptRecordError,
     CqrsLabError,
     DispatchError,
+    DuplicateCommandError,
+    ProjectionLagError,
     SchemaVersionError,
     StoreError,
     StoreLockedError,
@@ -36,10 +39,12 @@ from cqrs_lab.errors import (
     UserErrorPayload,
 )
 from cqrs_lab.framework import CqrsFramework, EventDispatcher, QueryProcessor, SnapshotIgnoredWarning
+from cqrs_lab.process import CancelSchedule, ProcessManager, ProcessRunner, Schedule, Send
 from cqrs_lab.projections import Projection
 from cqrs_lab.stores.base import EventStore, QueryStore
 from cqrs_lab.stores.memory import MemoryEventStore, MemoryQueryStore
-from cqrs_lab.testing import QueryTester, SpecResult, TestFramework
+from cqrs_lab.testing import ProcessTester, QueryTester, SpecResult, TestFramework
+from cqrs_lab.worker import ProjectionWorker
 
 __version__ = "0.1.0"
 
@@ -50,15 +55,18 @@ __all__ = [
     "Aggregate",
     "AggregateContext",
     "AggregateError",
+    "CancelSchedule",
     "Command",
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptRecordError",
     "CqrsFramework",
     "CqrsLabError",
+    "Decider",
     "DispatchError",
     "DuckDBEventStore",
     "DuckDBQueryStore",
+    "DuplicateCommandError",
     "Event",
     "EventCodec",
     "EventContext",
@@ -68,13 +76,20 @@ __all__ = [
     "FixedClock",
     "MemoryEventStore",
     "MemoryQueryStore",
+    "ProcessManager",
+    "ProcessRunner",
+    "ProcessTester",
     "Projection",
+    "ProjectionLagError",
+    "ProjectionWorker",
     "Query",
     "QueryContext",
     "QueryProcessor",
     "QueryStore",
     "QueryTester",
+    "Schedule",
     "SchemaVersionError",
+    "Send",
     "SequentialIds",
     "SnapshotIgnoredWarning",
     "SpecResult",

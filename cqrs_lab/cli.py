@@ -217,6 +217,54 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _projections(spec: str, events: Any, queries: Any) -> list[Any]:
+    """The Projections named by ``MODULE:NAME``: a Projection, a list of them, or a callable
+    taking ``(event_store, query_store)`` and returning either."""
+    from cqrs_lab.projections import Projection
+
+    found = _load_object(spec)
+    if callable(found) and not isinstance(found, Projection | type):
+        found = found(events, queries)
+    items = [found] if isinstance(found, Projection) else found
+    try:
+        projections = list(items)
+    except TypeError:
+        projections = [items]
+    bad = [p for p in projections if not isinstance(p, Projection)]
+    if bad or not projections:
+        raise ConfigurationError(
+            f"{spec} gave {bad[0] if bad else 'no projection'!r}: it must be a Projection, a list of "
+            "them, or a function taking (event_store, query_store) and returning them"
+        )
+    return projections
+
+
+def _project(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from cqrs_lab.worker import ProjectionWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    with _open_stores(args, must_exist=False) as (events, queries):
+        projections = [p for spec in args.projection for p in _projections(spec, events, queries)]
+        worker = ProjectionWorker(projections, lease=args.lease, name=args.name)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                handlers[number] = signal.signal(number, lambda *_: stop.set())
+        try:
+            applied = worker.run(stop)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+    for name, count in applied.items():
+        print(f"projection {name}: {count} event(s) applied by this worker")
+    return 0
+
+
 def _sample(args: argparse.Namespace) -> int:
     from cqrs_lab.examples.sample import generate, write_sample
 
@@ -296,6 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--name", default="default", help="the projection's name (its checkpoint)")
     replay.add_argument("--view-id", metavar="MODULE:FUNCTION", help="maps an envelope to its view id")
     replay.set_defaults(run=_replay)
+
+    project = commands.add_parser(
+        "project", help="run projections continuously, sharing them with the other workers (Ctrl-C stops)"
+    )
+    _add_store_options(project)
+    project.add_argument(
+        "--projection",
+        action="append",
+        required=True,
+        metavar="MODULE:NAME",
+        help="a Projection, a list of them, or a function (event_store, query_store) -> them (repeatable)",
+    )
+    project.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how soon another worker takes over the projections of a worker that died (default 10)",
+    )
+    project.add_argument("--name", help="this worker's name in logs and pg_stat_activity (default host:pid)")
+    project.set_defaults(run=_project)
 
     sample = commands.add_parser("sample", help="generate the deterministic bank-account sample log")
     sample.add_argument("folder", help="where to write the Parquet and JSON Lines files")

@@ -7,20 +7,54 @@ facts and requests); aggregates and queries hold mutable state that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import weakref
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+from cqrs_lab.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from cqrs_lab.envelope import EventEnvelope
 
-__all__ = ["Aggregate", "Command", "Event", "Query"]
+__all__ = [
+    "Aggregate",
+    "AggregateSource",
+    "Command",
+    "Event",
+    "Query",
+    "aggregate_class",
+    "command_class",
+    "command_class_name",
+]
+
+_COMMANDS: weakref.WeakValueDictionary[str, type[Command]] = weakref.WeakValueDictionary()
 
 
 class Command(BaseModel):
-    """A request to change an aggregate (the seed's ``ICommand``)."""
+    """A request to change an aggregate (the seed's ``ICommand``).
+
+    Subclasses are known by ``command_class_name`` (module and qualified name),
+    so a command stored for later (a process manager's deadline) can be decoded
+    by the process that fires it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _COMMANDS[command_class_name(cls)] = cls
+
+
+def command_class_name(cls: type[Command]) -> str:
+    """``module.QualifiedName`` of a command class: how stored commands name their class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def command_class(name: str) -> type[Command] | None:
+    """The command class named ``name`` (see ``command_class_name``), if it is defined in this process."""
+    return _COMMANDS.get(name)
 
 
 class Event(BaseModel):
@@ -102,3 +136,30 @@ class Query(BaseModel):
         from cqrs_lab._render import model_html
 
         return model_html(self, type(self).__qualname__)
+
+
+@runtime_checkable
+class AggregateSource(Protocol):
+    """What stands in for an ``Aggregate`` class (``cqrs_lab.Decider`` does).
+
+    ``aggregate_cls`` is the ``Aggregate`` subclass that runs it, so code written
+    for aggregate classes runs it unchanged; ``state_of`` takes the state a user
+    sees out of one of its aggregates.
+    """
+
+    @property
+    def aggregate_cls(self) -> type[Aggregate]: ...
+
+    def state_of(self, aggregate: Aggregate) -> Any: ...
+
+
+def aggregate_class(model: type[Aggregate] | AggregateSource) -> type[Aggregate]:
+    """The ``Aggregate`` subclass behind ``model``: itself, or a ``Decider``'s."""
+    if isinstance(model, type) and issubclass(model, Aggregate):
+        return model
+    if isinstance(model, AggregateSource):
+        return model.aggregate_cls
+    raise ConfigurationError(
+        f"expected an Aggregate subclass or a Decider, not {model!r}: pass the class itself "
+        "(BankAccount, not BankAccount()) or a cqrs_lab.Decider"
+    )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from cqrs_lab.domain import Aggregate, Event, Query
+from cqrs_lab.errors import ConfigurationError
 
 __all__ = [
     "AggregateContext",
@@ -48,7 +49,10 @@ def uuid4_ids() -> str:
 
 
 class FixedClock:
-    """A deterministic clock: ``start``, then ``start + step``, ``start + 2*step``, ..."""
+    """A deterministic clock: ``start``, then ``start + step``, ``start + 2*step``, ...
+
+    ``advance(delta)`` moves it forward (time passing in a notebook or a test).
+    """
 
     def __init__(
         self,
@@ -66,6 +70,13 @@ class FixedClock:
             now = self._next
             self._next = now + self._step
             return now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward by ``delta``: the next reading is ``delta`` later than it was."""
+        if delta < timedelta(0):
+            raise ConfigurationError(f"a FixedClock only moves forward; advance({delta!r}) is negative")
+        with self._lock:
+            self._next += delta
 
     def __repr__(self) -> str:
         return f"FixedClock(next={self._next.isoformat()}, step={self._step})"

@@ -8,13 +8,15 @@ says what happened and what to do::
     │   ├── UserError                  the command was rejected by the domain (.payload)
     │   ├── ConcurrencyError           a stale writer lost the race; safe to retry
     │   ├── DispatchError              events committed, a dispatcher failed (.envelopes)
+    │   ├── DuplicateCommandError      a command id already names another command
     │   └── TechnicalError             anything else; ``__cause__`` holds the original
     │       └── StoreError             a store could not do what was asked
     │           ├── StoreUnavailableError   wrong DSN, server down, cannot open a file
     │           │   └── StoreLockedError    a DuckDB file held by another process
     │           ├── CorruptRecordError      a stored row that cannot be decoded
     │           │   └── UnknownEventTypeError  an event type no class is registered for
-    │           └── SchemaVersionError      a database written by a newer cqrs_lab
+    │           └── SchemaVersionError      a database written by a newer cqrs_lab (or DuckDB)
+    ├── ProjectionLagError (also TimeoutError)  ``Projection.wait_for`` timed out
     └── ConfigurationError (also ValueError)  bad arguments: a hostile schema name, ...
 """
 
@@ -35,6 +37,8 @@ __all__ = [
     "CorruptRecordError",
     "CqrsLabError",
     "DispatchError",
+    "DuplicateCommandError",
+    "ProjectionLagError",
     "SchemaVersionError",
     "StoreError",
     "StoreLockedError",
@@ -123,6 +127,17 @@ class DispatchError(AggregateError):
         self.failures = list(failures)
 
 
+class DuplicateCommandError(AggregateError):
+    """A ``command_id`` already committed on the aggregate named a different command.
+
+    Nothing was handled or committed. ``command_id`` is the id in question.
+    """
+
+    def __init__(self, message: str, command_id: str) -> None:
+        super().__init__(message)
+        self.command_id = command_id
+
+
 class StoreError(TechnicalError):
     """A store could not do what was asked."""
 
@@ -144,7 +159,26 @@ class UnknownEventTypeError(CorruptRecordError):
 
 
 class SchemaVersionError(StoreError):
-    """The database was written by a newer cqrs_lab than this one."""
+    """The database was written by a newer cqrs_lab, or by a DuckDB release the installed one cannot read."""
+
+
+class ProjectionLagError(CqrsLabError, TimeoutError):
+    """``Projection.wait_for`` gave up: the projection had not reached the position in time.
+
+    ``position`` is what was waited for, ``reached`` the projection's checkpoint
+    when the wait ended, ``behind`` the difference.
+    """
+
+    def __init__(self, name: str, position: int, reached: int, timeout: float | None) -> None:
+        self.name = name
+        self.position = position
+        self.reached = reached
+        self.behind = position - reached
+        super().__init__(
+            f"projection {name!r} is {self.behind} position(s) behind after waiting {timeout}s: it has "
+            f"applied the log up to position {reached}, not yet {position}. Is a worker running it "
+            "(cqrs-lab project, ProjectionWorker, or Projection.run)? Wait longer, or check its log."
+        )
 
 
 class ConfigurationError(CqrsLabError, ValueError):

@@ -7,11 +7,11 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from pydantic import ValidationError
 
-from cqrs_lab.domain import Aggregate, Command, Event, Query
+from cqrs_lab.domain import Aggregate, AggregateSource, Command, Event, Query, aggregate_class
 from cqrs_lab.envelope import (
     AggregateContext,
     Clock,
@@ -25,9 +25,18 @@ from cqrs_lab.errors import (
     ConcurrencyError,
     ConfigurationError,
     DispatchError,
+    DuplicateCommandError,
     TechnicalError,
+    UserError,
 )
-from cqrs_lab.stores.base import EventStore, QueryStore, RecordEventStore, StoredSnapshot
+from cqrs_lab.stores.base import (
+    EventStore,
+    IdempotentEventStore,
+    QueryStore,
+    RecordEventStore,
+    StoredCommand,
+    StoredSnapshot,
+)
 
 __all__ = [
     "CqrsFramework",
@@ -153,7 +162,10 @@ def _dispatcher_name(dispatcher: object) -> str:
 
 
 class CqrsFramework(Generic[A]):
-    """Applies commands to aggregates of one class (the seed's ``CqrsFramework``).
+    """Applies commands to aggregates of one class, or of a ``Decider`` (the seed's ``CqrsFramework``).
+
+    With a ``Decider``, ``load`` returns its state; ``aggregate_cls`` is the
+    aggregate class that runs it.
 
     ``retries`` reloads and re-handles a command that lost a race up to that many
     times. ``snapshot_every=N`` stores the aggregate's state with the commit that
@@ -169,11 +181,42 @@ class CqrsFramework(Generic[A]):
     events are applied to the cache as the store's codec decodes them, so the
     cached state is the state a reload would give. Callers (and ``handle``)
     always get a copy.
+
+    ``execute(..., command_id=...)`` makes a command idempotent: the store keeps the
+    id with the command's events, and a repeat returns those events.
     """
+
+    @overload
+    def __init__(
+        self: CqrsFramework[A],
+        aggregate_cls: type[A],
+        event_store: EventStore,
+        dispatchers: Sequence[EventDispatcher] = (),
+        *,
+        retries: int = 0,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        snapshot_every: int | None = None,
+        cache_size: int = 256,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: CqrsFramework[Any],
+        aggregate_cls: AggregateSource,
+        event_store: EventStore,
+        dispatchers: Sequence[EventDispatcher] = (),
+        *,
+        retries: int = 0,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        snapshot_every: int | None = None,
+        cache_size: int = 256,
+    ) -> None: ...
 
     def __init__(
         self,
-        aggregate_cls: type[A],
+        aggregate_cls: type[A] | AggregateSource,
         event_store: EventStore,
         dispatchers: Sequence[EventDispatcher] = (),
         *,
@@ -189,7 +232,9 @@ class CqrsFramework(Generic[A]):
             raise ConfigurationError(f"snapshot_every must be 1 or more (or None), not {snapshot_every}")
         if cache_size < 0:
             raise ConfigurationError(f"cache_size must be 0 (no cache) or more, not {cache_size}")
-        self.aggregate_cls = aggregate_cls
+        self.aggregate_cls: type[A] = aggregate_class(aggregate_cls)  # type: ignore[assignment]
+        self.decider = None if isinstance(aggregate_cls, type) else aggregate_cls
+        """The ``Decider`` given instead of an aggregate class, else None."""
         self.event_store = event_store
         self.dispatchers = list(dispatchers)
         self.retries = retries
@@ -275,29 +320,54 @@ class CqrsFramework(Generic[A]):
         return [(e.sequence, e.event_id, e.payload) for e in envelopes]
 
     def load(self, aggregate_id: str) -> A:
-        """The current state of one aggregate."""
-        return self.load_context(aggregate_id).payload
+        """The current state of one aggregate (a ``Decider``'s state, for a decider)."""
+        aggregate = self.load_context(aggregate_id).payload
+        return aggregate if self.decider is None else self.decider.state_of(aggregate)
 
     def events(self, aggregate_id: str) -> list[EventEnvelope]:
         """Every committed event of one aggregate."""
         return self.event_store.load_events(self.aggregate_type, aggregate_id)
 
     # -- commands ----------------------------------------------------------
-    def execute(self, aggregate_id: str, command: Command) -> list[EventEnvelope]:
-        """Handle ``command`` on the aggregate; returns the committed envelopes."""
-        return self.execute_with_metadata(aggregate_id, command, {})
+    def execute(
+        self, aggregate_id: str, command: Command, command_id: str | None = None
+    ) -> list[EventEnvelope]:
+        """Handle ``command`` on the aggregate; returns the committed envelopes.
+
+        With ``command_id``, the command runs at most once on this aggregate: when
+        the id is already committed, the events committed then are returned and
+        nothing is handled, committed or dispatched (``DuplicateCommandError`` if
+        the id was used by a different command).
+        """
+        return self.execute_with_metadata(aggregate_id, command, {}, command_id)
 
     def execute_with_metadata(
-        self, aggregate_id: str, command: Command, metadata: Mapping[str, str]
+        self,
+        aggregate_id: str,
+        command: Command,
+        metadata: Mapping[str, str],
+        command_id: str | None = None,
     ) -> list[EventEnvelope]:
         """Like ``execute``; ``metadata`` lands on every event of the command.
 
-        Each command gets a ``command_id`` (and ``command_type``, its class name)
-        in the metadata; its events carry ``correlation_id``
-        and ``causation_id`` (both the command id unless the caller passes them,
-        e.g. with ``caused_by(envelope)``).
+        Each command gets a ``command_id`` (the one given, else a new id) and
+        ``command_type`` (its class name) in the metadata; its events carry
+        ``correlation_id`` and ``causation_id`` (both the command id unless the
+        caller passes them, e.g. with ``caused_by(envelope)``).
         """
-        command_id = self.ids()
+        if command_id is not None:
+            return self._execute_once(aggregate_id, command, metadata, command_id)
+        return self._execute(aggregate_id, command, metadata, self.ids(), None)
+
+    def _execute(
+        self,
+        aggregate_id: str,
+        command: Command,
+        metadata: Mapping[str, str],
+        command_id: str,
+        store: IdempotentEventStore | None,
+    ) -> list[EventEnvelope]:
+        """Load, handle, commit (with the command's row when ``store`` is given), dispatch."""
         meta = {str(k): str(v) for k, v in metadata.items()}
         meta["command_id"] = command_id
         meta["command_type"] = type(command).__name__
@@ -322,8 +392,17 @@ class CqrsFramework(Generic[A]):
                 for i, event in enumerate(events, start=1)
             ]
             try:
-                committed = self.event_store.commit(envelopes, snapshot=self._snapshot(context, envelopes))
+                snapshot = self._snapshot(context, envelopes)
+                if store is None:
+                    committed = self.event_store.commit(envelopes, snapshot=snapshot)
+                else:
+                    record = self._command_record(aggregate_id, command, command_id, envelopes)
+                    committed = store.commit(envelopes, snapshot=snapshot, command=record)
             except ConcurrencyError:
+                if store is not None:
+                    earlier = self._committed(store, aggregate_id, command, command_id)
+                    if earlier is not None:
+                        return earlier  # the same command won a race, or was committed meanwhile
                 if attempt >= self.retries:
                     raise
                 attempt += 1
@@ -332,6 +411,75 @@ class CqrsFramework(Generic[A]):
                 self._cache_commit(aggregate_id, context.version, committed, self.cache)
             self._dispatch(aggregate_id, committed)
             return committed
+
+    def _execute_once(
+        self, aggregate_id: str, command: Command, metadata: Mapping[str, str], command_id: str
+    ) -> list[EventEnvelope]:
+        store = self.event_store
+        if not isinstance(store, IdempotentEventStore):
+            raise ConfigurationError(
+                f"{store!r} does not keep command ids, so execute(..., command_id=...) cannot "
+                "promise to run the command once: use a cqrs_lab store, or leave command_id out"
+            )
+        earlier = self._committed(store, aggregate_id, command, command_id)
+        if earlier is not None:
+            return earlier
+        # A twin executing the same command id may commit between the lookup above and
+        # this load; then this one is rejected or decides nothing, and returns the twin's.
+        try:
+            committed = self._execute(aggregate_id, command, metadata, command_id, store)
+        except UserError:
+            earlier = self._committed(store, aggregate_id, command, command_id)
+            if earlier is not None:
+                return earlier
+            raise
+        if not committed:
+            earlier = self._committed(store, aggregate_id, command, command_id)
+            if earlier is not None:
+                return earlier
+        return committed
+
+    def _command_record(
+        self, aggregate_id: str, command: Command, command_id: str, envelopes: Sequence[EventEnvelope]
+    ) -> StoredCommand:
+        return StoredCommand(
+            aggregate_type=self.aggregate_type,
+            aggregate_id=aggregate_id,
+            command_id=command_id,
+            command_type=type(command).__name__,
+            payload=command.model_dump_json(),
+            first_sequence=envelopes[0].sequence,
+            last_sequence=envelopes[-1].sequence,
+        )
+
+    def _committed(
+        self, store: IdempotentEventStore, aggregate_id: str, command: Command, command_id: str
+    ) -> list[EventEnvelope] | None:
+        """The envelopes committed under ``command_id`` on the aggregate, if it was used.
+
+        Raises ``DuplicateCommandError`` when it was used by a different command.
+        """
+        stored = store.load_command(self.aggregate_type, aggregate_id, command_id)
+        if stored is None:
+            return None
+        cls = type(command)
+        same = stored.command_type == cls.__name__
+        if same:
+            try:
+                same = cls.model_validate_json(stored.payload) == command
+            except ValidationError:
+                same = False
+        if not same:
+            raise DuplicateCommandError(
+                f"command id {command_id!r} was already used on {self.aggregate_type}/{aggregate_id} "
+                f"by another command ({stored.command_type} {stored.payload}), not by "
+                f"{cls.__name__} {command.model_dump_json()}; nothing was done. A command id names "
+                "one command: give this command an id of its own.",
+                command_id,
+            )
+        first, last = stored.first_sequence, stored.last_sequence
+        envelopes = store.load_events(self.aggregate_type, aggregate_id, after_sequence=first - 1)
+        return [e for e in envelopes if e.sequence <= last]
 
     def _cache_commit(
         self,

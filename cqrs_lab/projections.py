@@ -8,14 +8,17 @@ but never dispatched: a projection that fell behind catches up from the log.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
 from typing import Any
 
 from cqrs_lab.domain import Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext
-from cqrs_lab.errors import ConfigurationError
-from cqrs_lab.stores.base import EventStore, QueryStore, validate_identifier
+from cqrs_lab.errors import ConfigurationError, ProjectionLagError
+from cqrs_lab.stores.base import EventStore, QueryStore, RecordQueryStore, validate_identifier
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, check_wait_arguments
 
 __all__ = ["Projection"]
 
@@ -90,6 +93,35 @@ class Projection:
                 views[vid].payload.update(envelope)
             contexts.extend(views.values())
         self.query_store.commit_batch(contexts, checkpoint=(self.name, batch[-1].position))
+
+    def wait_for(
+        self, position: int, timeout: float | None = 5.0, *, poll_interval: float = POLL_INTERVAL
+    ) -> int:
+        """Block until this projection has applied the event at ``position`` (read-your-writes).
+
+        Returns the checkpoint reached, whichever process runs the projection.
+        Woken by checkpoint commits (in any process on PostgreSQL, in this one on
+        memory and DuckDB); re-checks every ``poll_interval`` seconds anyway.
+        Raises ``ProjectionLagError`` (saying how far behind it is) after
+        ``timeout`` seconds (``None``: wait forever).
+        """
+        check_wait_arguments(timeout, poll_interval)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._watch_checkpoints() as signal:
+            while True:
+                seen = signal.count
+                reached = self.position
+                if reached >= position:
+                    return reached
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise ProjectionLagError(self.name, position, reached, timeout)
+                signal.wait(seen, poll_interval if deadline is None else min(poll_interval, deadline - now))
+
+    def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
+        if isinstance(self.query_store, RecordQueryStore):
+            return self.query_store._watch_checkpoints()
+        return nullcontext(Signal())  # a store of the user's own: re-read every poll_interval
 
     def rebuild(self, *, progress: Progress | None = None) -> int:
         """Delete this projection's views and checkpoint, then replay the whole log."""

@@ -1,4 +1,5 @@
-"""Given/when/then specs for aggregates (``TestFramework``) and queries (``QueryTester``).
+"""Given/when/then specs for aggregates (``TestFramework``), queries (``QueryTester``) and
+process managers (``ProcessTester``).
 
 Each step returns an object that keeps what was given, the command and the
 outcome as data; ``then_*`` methods raise ``AssertionError`` on a mismatch
@@ -12,15 +13,18 @@ import difflib
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar, overload
 
-from cqrs_lab.domain import Aggregate, Command, Event, Query
+from cqrs_lab.domain import Aggregate, AggregateSource, Command, Event, Query, aggregate_class
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import UserError
+from cqrs_lab.process import CancelSchedule, ProcessManager, Schedule, Send
 
 __all__ = [
     "AggregateSpec",
+    "ProcessSpec",
+    "ProcessTester",
     "QuerySpec",
     "QueryTester",
     "SpecFailed",
@@ -30,6 +34,7 @@ __all__ = [
 
 A = TypeVar("A", bound=Aggregate)
 Q = TypeVar("Q", bound=Query)
+P = TypeVar("P", bound=ProcessManager)
 
 
 def _lines(items: Sequence[Any]) -> list[str]:
@@ -74,10 +79,10 @@ class SpecResult:
     """The outcome of one spec, as data: what was given, done, expected and seen."""
 
     title: str
-    kind: Literal["aggregate", "query"]
+    kind: Literal["aggregate", "query", "process"]
     given: list[Any]
     when: Any
-    expectation: Literal["events", "events_matching", "error", "query", "inspect"]
+    expectation: Literal["events", "events_matching", "error", "query", "commands", "inspect"]
     expected: list[Any] | Any
     actual: list[Any] | Any
     error: UserError | None
@@ -196,12 +201,18 @@ class AggregateSpec(Generic[A]):
 
 
 class TestFramework(Generic[A]):
-    """Given/when/then for one aggregate class (the seed's ``TestFramework``)."""
+    """Given/when/then for one aggregate class or ``Decider`` (the seed's ``TestFramework``)."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, aggregate_cls: type[A], title: str = "") -> None:
-        self.aggregate_cls = aggregate_cls
+    @overload
+    def __init__(self: TestFramework[A], aggregate_cls: type[A], title: str = "") -> None: ...
+
+    @overload
+    def __init__(self: TestFramework[Any], aggregate_cls: AggregateSource, title: str = "") -> None: ...
+
+    def __init__(self, aggregate_cls: type[A] | AggregateSource, title: str = "") -> None:
+        self.aggregate_cls: type[A] = aggregate_class(aggregate_cls)  # type: ignore[assignment]
         self.title = title
         self._given: list[Event] = []
 
@@ -319,3 +330,145 @@ class QueryTester(Generic[Q]):
         for envelope in envelopes:
             result.update(envelope)
         return QuerySpec(self.query_cls, self._given, envelopes, result, self.title)
+
+
+@dataclass(frozen=True)
+class TimeElapses:
+    """The ``when`` of a ``ProcessTester.when_time_elapses`` spec."""
+
+    delta: timedelta
+
+    def __repr__(self) -> str:
+        return f"time elapses: {self.delta}"
+
+
+@dataclass
+class ProcessSpec(Generic[P]):
+    """Given events, when an event (or time passing): holds the commands the process sent
+    and the schedules still pending after it (``(process_id, name) -> (due, Send)``)."""
+
+    process_cls: type[P]
+    given: list[Event]
+    when: Event | TimeElapses
+    commands: list[Send]
+    pending: dict[tuple[str, str], tuple[datetime, Send]]
+    title: str = ""
+
+    def check_commands(self, expected: Sequence[Send]) -> SpecResult:
+        expected = list(expected)
+        passed = expected == self.commands
+        message = "" if passed else "commands differ:\n" + side_by_side(expected, self.commands)
+        return SpecResult(
+            title=self.title or f"{self.process_cls.__qualname__}: {self._when_name()}",
+            kind="process",
+            given=list(self.given),
+            when=self.when,
+            expectation="commands",
+            expected=expected,
+            actual=list(self.commands),
+            error=None,
+            passed=passed,
+            message=message,
+        )
+
+    def _when_name(self) -> str:
+        return "time elapses" if isinstance(self.when, TimeElapses) else type(self.when).__name__
+
+    def then_expect_commands(self, expected: Sequence[Send]) -> SpecResult:
+        """Exactly these commands sent, in this order (schedules made or cancelled are not commands)."""
+        return self.check_commands(expected).raise_for_failure()
+
+    def then_expect_no_commands(self) -> SpecResult:
+        """No command sent."""
+        return self.check_commands([]).raise_for_failure()
+
+    def inspect_result(self) -> list[Send]:
+        """The commands sent."""
+        return list(self.commands)
+
+
+class ProcessTester(Generic[P]):
+    """Given/when/then for one process manager class: events in, commands out, no store.
+
+    Bare events are wrapped in envelopes recorded at 2024-01-01 00:00 UTC (pass
+    envelopes to choose aggregate ids or times). ``when_time_elapses(delta)``
+    fires the schedules due ``delta`` after the latest given event, soonest first.
+    """
+
+    __test__ = False
+
+    def __init__(self, process_cls: type[P], title: str = "") -> None:
+        self.process_cls = process_cls
+        self.title = title
+        self._given: list[EventEnvelope | Event] = []
+
+    def given_no_previous_events(self) -> ProcessTester[P]:
+        return self._with([])
+
+    def given(self, events: Sequence[EventEnvelope | Event]) -> ProcessTester[P]:
+        return self._with(list(events))
+
+    def _with(self, events: list[EventEnvelope | Event]) -> ProcessTester[P]:
+        tester = ProcessTester(self.process_cls, self.title)
+        tester._given = events
+        return tester
+
+    def _replay(self) -> tuple[_Instances[P], datetime]:
+        instances = _Instances(self.process_cls)
+        latest = _GIVEN_AT
+        for number, item in enumerate(self._given, start=1):
+            envelope = as_envelope(item, sequence=number)
+            instances.handle(envelope)
+            latest = max(latest, envelope.recorded_at)
+        return instances, latest
+
+    def when(self, event: EventEnvelope | Event) -> ProcessSpec[P]:
+        """The process reacts to ``event`` after the given ones."""
+        instances, _ = self._replay()
+        envelope = as_envelope(event, sequence=len(self._given) + 1)
+        commands = instances.handle(envelope)
+        return self._spec(envelope.payload, commands, instances)
+
+    def when_time_elapses(self, delta: timedelta) -> ProcessSpec[P]:
+        """Time passes: the schedules due by then send their commands."""
+        instances, latest = self._replay()
+        now = latest + delta
+        due = sorted((at, key) for key, (at, _) in instances.pending.items() if at <= now)
+        commands = [instances.pending.pop(key)[1] for _, key in due]
+        return self._spec(TimeElapses(delta), commands, instances)
+
+    def _spec(
+        self, when: Event | TimeElapses, commands: list[Send], instances: _Instances[P]
+    ) -> ProcessSpec[P]:
+        given = [g.payload if isinstance(g, EventEnvelope) else g for g in self._given]
+        return ProcessSpec(self.process_cls, given, when, commands, dict(instances.pending), self.title)
+
+
+_GIVEN_AT = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class _Instances(Generic[P]):
+    """Process instances in memory, as a runner would keep them, sending nowhere."""
+
+    def __init__(self, process_cls: type[P]) -> None:
+        self.process_cls = process_cls
+        self.states: dict[str, P] = {}
+        self.pending: dict[tuple[str, str], tuple[datetime, Send]] = {}
+
+    def handle(self, envelope: EventEnvelope) -> list[Send]:
+        """React to one event; returns the commands sent now."""
+        pid = self.process_cls.route(envelope)
+        if pid is None:
+            return []
+        process = self.states.setdefault(pid, self.process_cls())
+        actions = process.react(envelope) or []
+        process.apply(envelope)
+        sent = []
+        for action in actions:
+            if isinstance(action, Send):
+                sent.append(action)
+            elif isinstance(action, Schedule):
+                self.pending[(pid, action.name)] = (action.due(envelope.recorded_at), action.send)
+            elif isinstance(action, CancelSchedule):
+                self.pending.pop((pid, action.name), None)
+        return sent

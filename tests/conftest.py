@@ -44,11 +44,16 @@ _schema_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A DSN of a real PostgreSQL server for this test session."""
+def postgres_dsn() -> Iterator[str]:
+    """A DSN of a real PostgreSQL server for this test session.
+
+    The throwaway server's data lives in a temporary folder of its own, not under
+    pytest's basetemp: pytest deletes all but the newest three basetemps when a session
+    starts, which would pull the data from under a server another session still runs.
+    """
     from cqrs_lab.pg_server import postgres_dsn
 
-    with postgres_dsn(tmp_path_factory.mktemp("pg")) as dsn:
+    with postgres_dsn() as dsn:
         yield dsn
 
 

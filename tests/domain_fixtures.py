@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from pydantic import Field
@@ -21,6 +22,8 @@ from cqrs_lab import (
 )
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.examples.bank_account import BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount
+from cqrs_lab.examples.checkout import OrderPlaced
+from cqrs_lab.process import Action, ProcessManager, Schedule, Send
 
 
 class Increment(Command):
@@ -91,6 +94,30 @@ class CounterView(Query):
         self.events += 1
         if isinstance(envelope.payload, Incremented):
             self.total += envelope.payload.by
+
+
+REMINDER_AFTER = timedelta(hours=1)
+
+
+class Tallies(ProcessManager):
+    """Counts placed orders on two Counters: "placed" at once, "reminded" an hour later.
+
+    ``Increment`` is not idempotent, so a command applied twice shows in the counts.
+    """
+
+    orders: int = 0
+
+    @classmethod
+    def route(cls, envelope: EventEnvelope) -> str | None:
+        return "all" if isinstance(envelope.payload, OrderPlaced) else None
+
+    def react(self, envelope: EventEnvelope) -> list[Action]:
+        name = f"reminder-{self.orders}"
+        later = Send(Counter, "reminded", Increment(by=1))
+        return [Send(Counter, "placed", Increment(by=1)), Schedule(name, after=REMINDER_AFTER, send=later)]
+
+    def apply(self, envelope: EventEnvelope) -> None:
+        self.orders += 1
 
 
 def small_bank() -> CqrsFramework[BankAccount]:

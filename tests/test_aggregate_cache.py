@@ -248,11 +248,11 @@ class RacingStore(MemoryEventStore):
         super().__init__()
         self.before_next_commit: Any = None
 
-    def _append_records(self, records: Any, snapshot: Any) -> list[int]:
+    def _append_records(self, records: Any, snapshot: Any, command: Any = None) -> list[int]:
         race, self.before_next_commit = self.before_next_commit, None
         if race is not None:
             race()
-        return super()._append_records(records, snapshot)
+        return super()._append_records(records, snapshot, command)
 
 
 def test_a_command_handled_on_a_cached_state_that_went_stale_retries_on_the_new_one() -> None:

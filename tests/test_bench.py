@@ -26,6 +26,9 @@ EXPECTED_COUNTS = {
     "W6": SMALL.log,
     "W7": SMALL.workers * SMALL.worker_commands,
     "W8": SMALL.log,
+    "W9": SMALL.live_commits,
+    "W10": SMALL.log,
+    "W11": SMALL.aggregates,
 }
 
 
@@ -47,8 +50,11 @@ def test_every_workload_runs_on_every_store_it_applies_to(small_run: dict[str, A
     assert cells == set(plan(WORKLOADS, STORES))
     assert {r["store"] for r in small_run["results"] if r["workload"] == "W7"} == {"postgres"}
     assert {r["store"] for r in small_run["results"] if r["workload"] == "W8"} == {"duckdb"}
+    for live in ("W9", "W10", "W11"):
+        assert {r["store"] for r in small_run["results"] if r["workload"] == live} == {"postgres"}
     variants = {(r["workload"], r["variant"]) for r in small_run["results"]}
     assert {("W2", "nocache"), ("W2", "snapshot"), ("W3", "snapshot"), ("W5", "memory")} <= variants
+    assert {("W9", ""), ("W9", "poll"), ("W9", "poll-10ms"), ("W10", ""), ("W10", "2workers")} <= variants
 
 
 @pytest.mark.postgres
@@ -70,13 +76,16 @@ def test_every_baseline_has_a_finite_positive_ratio_and_a_verdict_where_targeted
 ) -> None:
     for result in small_run["results"]:
         where = f"{result['workload']} {result['variant']} {result['store']}"
-        if result["workload"] in ("W6", "W7"):
+        if result["workload"] in ("W6", "W7", "W9") or (result["workload"], result["variant"]) == ("W10", ""):
             assert result["baseline"] is None and result["ratio"] is None, where
             continue
         assert math.isfinite(result["baseline"]) and result["baseline"] > 0, where
         assert math.isfinite(result["ratio"]) and result["ratio"] > 0, where
         if result["target"]:
             assert isinstance(result["met"], bool), where
+    w9 = {r["variant"]: r for r in small_run["results"] if r["workload"] == "W9"}
+    assert w9[""]["target"] == "p99 < 50 ms" and isinstance(w9[""]["met"], bool)
+    assert all(0 < r["extra"]["p50_ms"] <= r["framework"] for r in w9.values())
     w7 = next(r for r in small_run["results"] if r["workload"] == "W7")
     assert w7["extra"]["failed"] == 0
     assert w7["extra"]["retries"] >= 0 and w7["extra"]["conflicts_per_s"] >= 0
@@ -130,7 +139,7 @@ def test_the_table_shows_each_figure_its_baseline_and_the_target(tmp_path: Path)
 
 @pytest.mark.parametrize(
     "argv",
-    [["--stores", "sqlite"], ["--size", "huge"], ["--repeat", "0"], ["--workloads", "W9"]],
+    [["--stores", "sqlite"], ["--size", "huge"], ["--repeat", "0"], ["--workloads", "W12"]],
 )
 def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

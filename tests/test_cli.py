@@ -145,3 +145,19 @@ def test_sample_writes_the_generator_output(tmp_path: Path, capsys: pytest.Captu
     table = read_events_file(tmp_path / "bank_account_events.parquet")
     assert read_events_file(tmp_path / "bank_account_events.jsonl.gz").equals(table)
     assert f"({table.num_rows} events)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("cqrs_lab.examples.bank_account:BankAccountQuery", "it must be a Projection, a list of them"),
+        ("cqrs_lab.examples.bank_account:nothing_here", "has no 'nothing_here'"),
+        ("no_such_module_here:projections", "cannot import 'no_such_module_here'"),
+    ],
+)
+def test_project_refuses_what_is_not_projections(
+    spec: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "bank.duckdb"
+    assert main(["project", "--db", str(db), "--projection", spec]) == 2
+    assert says in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_import_cqrs_lab_does_not_load_drivers_or_widgets() -> None:
         "import sys, cqrs_lab, cqrs_lab.examples.bank_account\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'duckdb', 'psycopg', 'psycopg_pool', 'ipywidgets', 'pandas', 'pyarrow', 'cqrs_lab.notebook'})\n"
-        "assert not any(m.startswith('cqrs_lab.notebook') for m in sys.modules)\n"
+        "assert not any(m.startswith(('cqrs_lab.notebook', 'cqrs_lab.aio')) for m in sys.modules)\n"
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

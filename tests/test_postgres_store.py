@@ -135,16 +135,19 @@ def test_tables_are_created_on_first_use_and_stamped_with_the_schema_version(
     )
     assert [t[0] for t in tables] == [
         "checkpoints",
+        "commands",
+        "deadlines",
         "events",
         "events_view",
         "log_head",
+        "processes",
         "queries",
         "schema_version",
         "snapshots",
     ]
     assert raw(
         postgres_dsn, sql.SQL("SELECT version FROM {}.schema_version").format(sql.Identifier(pg_schema))
-    ) == [(1,)]
+    ) == [(2,)]
     with PostgresEventStore(postgres_dsn, schema=pg_schema) as again:
         assert again.schema == pg_schema
     assert (

@@ -9,6 +9,8 @@ from pydantic import Field
 from cqrs_lab.domain import Aggregate, Command, Event, Query
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import UserError
+from cqrs_lab.projections import Projection
+from cqrs_lab.stores.base import EventStore, QueryStore
 
 __all__ = [
     "BankAccount",
@@ -21,6 +23,7 @@ __all__ = [
     "OpenBankAccount",
     "WithdrawMoney",
     "WriteCheck",
+    "projections",
 ]
 
 Amount = Field(gt=Decimal(0), decimal_places=2)
@@ -136,3 +139,8 @@ class BankAccountQuery(Query):
             case CustomerWroteCheck(check_number=number, balance=balance):
                 self.balance = balance
                 self.written_checks.append(number)
+
+
+def projections(event_store: EventStore, query_store: QueryStore) -> list[Projection]:
+    """The bank's projections, for ``cqrs-lab project`` (``--projection MODULE:projections``)."""
+    return [Projection("accounts", event_store, query_store, [BankAccountQuery])]

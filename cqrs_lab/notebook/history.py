@@ -6,14 +6,14 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_origin, overload
 
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
 from cqrs_lab._render import CHANGED
-from cqrs_lab.domain import Aggregate, Event
+from cqrs_lab.domain import Aggregate, AggregateSource, Event, aggregate_class
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import ConfigurationError
 from cqrs_lab.framework import replay
@@ -97,8 +97,10 @@ def _column(values: list[Any], kind: Any, index: pd.Index) -> pd.Series:
     return pd.Series([pd.NA if v is None else v for v in values], index=index, dtype=object)
 
 
-def state_history(aggregate_cls: type[Aggregate], events: Iterable[EventEnvelope | Event]) -> pd.DataFrame:
-    """The aggregate's state after each event: one row per event.
+def state_history(
+    aggregate_cls: type[Aggregate] | AggregateSource, events: Iterable[EventEnvelope | Event]
+) -> pd.DataFrame:
+    """The aggregate's (or ``Decider``'s) state after each event: one row per event.
 
     Columns: ``sequence``, ``event_type``, then the aggregate's fields (nested
     models as ``parent.child``). Each column is typed from the field's
@@ -107,6 +109,7 @@ def state_history(aggregate_cls: type[Aggregate], events: Iterable[EventEnvelope
     missing value is ``<NA>``. Mapping fields (``dict``) hold their dicts.
     ``events`` are envelopes of one stream or bare events (numbered 1, 2, ...).
     """
+    aggregate_cls = aggregate_class(aggregate_cls)
     envelopes = _stream(aggregate_cls, events)
     state = aggregate_cls()
     kinds = {"sequence": int, "event_type": str, **_annotations(aggregate_cls)}
@@ -156,7 +159,7 @@ def _styler_class() -> type[Styler]:
 
 
 def styled_state_history(
-    aggregate_cls: type[Aggregate], events: Iterable[EventEnvelope | Event]
+    aggregate_cls: type[Aggregate] | AggregateSource, events: Iterable[EventEnvelope | Event]
 ) -> Styler:
     """``state_history`` as a pandas Styler: each field that an event changed is highlighted.
 
@@ -166,7 +169,7 @@ def styled_state_history(
     page do not restyle each other.
     """
     frame = state_history(aggregate_cls, events)
-    initial = _fields(aggregate_cls())
+    initial = _fields(aggregate_class(aggregate_cls)())
     style = (
         f"background-color:{CHANGED.fill};color:{CHANGED.text};font-weight:bold"
     )
@@ -179,14 +182,35 @@ def styled_state_history(
     )
 
 
+@overload
 def state_at(
     aggregate_cls: type[A],
     events: Sequence[EventEnvelope | Event],
     *,
     sequence: int | None = None,
     at: datetime | None = None,
-) -> A:
-    """Time travel: the state after the events up to ``sequence`` (inclusive).
+) -> A: ...
+
+
+@overload
+def state_at(
+    aggregate_cls: AggregateSource,
+    events: Sequence[EventEnvelope | Event],
+    *,
+    sequence: int | None = None,
+    at: datetime | None = None,
+) -> Any: ...
+
+
+def state_at(
+    aggregate_cls: type[A] | AggregateSource,
+    events: Sequence[EventEnvelope | Event],
+    *,
+    sequence: int | None = None,
+    at: datetime | None = None,
+) -> Any:
+    """Time travel: the state after the events up to ``sequence`` (inclusive); for a
+    ``Decider``, its state.
 
     Or with ``at``, after the events recorded at or before that time; with
     neither, the current state. ``at`` must be timezone-aware and needs
@@ -200,9 +224,11 @@ def state_at(
         )
     if at is not None and any(not isinstance(e, EventEnvelope) for e in events):
         raise ConfigurationError("state_at(at=...) needs envelopes: bare events carry no recorded_at time")
-    envelopes = _stream(aggregate_cls, events)
+    model = aggregate_class(aggregate_cls)
+    envelopes = _stream(model, events)
     if sequence is not None:
         envelopes = [e for e in envelopes if e.sequence <= sequence]
     elif at is not None:
         envelopes = [e for e in envelopes if e.recorded_at <= at]
-    return replay(aggregate_cls, envelopes)
+    state = replay(model, envelopes)
+    return state if isinstance(aggregate_cls, type) else aggregate_cls.state_of(state)

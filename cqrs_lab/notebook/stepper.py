@@ -12,7 +12,7 @@ import ipywidgets as widgets
 from pydantic import BaseModel
 
 from cqrs_lab._render import CHANGED, COMMAND, EVENT, REJECTED, badge, fields_text, grid, sticky
-from cqrs_lab.domain import Aggregate, Command, Event
+from cqrs_lab.domain import Aggregate, AggregateSource, Command, Event, aggregate_class
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import UserError
 from cqrs_lab.framework import CqrsFramework
@@ -58,18 +58,19 @@ class Step(Generic[A]):
 
 
 def step_through(
-    aggregate_cls: type[A],
+    aggregate_cls: type[A] | AggregateSource,
     commands: Iterable[Command],
     *,
     given: Iterable[Event | EventEnvelope] = (),
 ) -> list[Step[A]]:
-    """Apply ``commands`` one by one to an aggregate built from ``given``; one ``Step`` per command.
+    """Apply ``commands`` one by one to an aggregate (or ``Decider``) built from ``given``;
+    one ``Step`` per command.
 
     A rejected command (``UserError``) is recorded in its step and changes
     nothing; the next command sees the same state. Nothing is stored.
     """
     history = [g.payload if isinstance(g, EventEnvelope) else g for g in given]
-    state = aggregate_cls()
+    state: A = aggregate_class(aggregate_cls)()  # type: ignore[assignment]
     for event in history:
         state.apply(event)
     steps: list[Step[A]] = []
@@ -166,7 +167,7 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
 
     def __init__(
         self,
-        target: type[Aggregate] | CqrsFramework[Any],
+        target: type[Aggregate] | AggregateSource | CqrsFramework[Any],
         commands: Sequence[Command],
         *,
         given: Iterable[Event | EventEnvelope] | None = None,
@@ -178,7 +179,7 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
             if given is None and aggregate_id is not None:
                 given = target.events(aggregate_id)
         else:
-            self.aggregate_cls = target
+            self.aggregate_cls = aggregate_class(target)
         self.given = [g.payload if isinstance(g, EventEnvelope) else g for g in given or ()]
         self.steps: list[Step[Any]] = step_through(self.aggregate_cls, commands, given=self.given)
         self.initial = self.aggregate_cls()

@@ -17,17 +17,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cqrs_lab.codec import StoredEvent
-from cqrs_lab.stores.base import EVENT_COLUMNS, StoredQuery
+from cqrs_lab.stores.base import EVENT_COLUMNS, StoredDeadline, StoredProcess, StoredQuery
 
 __all__ = [
     "CREATE_TABLES",
     "DELETE_CHECKPOINT",
+    "DELETE_DEADLINES",
     "DELETE_QUERIES",
     "EVENT_COLUMN_LIST",
     "EXPORT",
     "IMPORT_CONFLICT",
+    "INSERT_COMMAND",
+    "INSERT_DEADLINES",
+    "INSERT_PROCESSES",
     "INSERT_QUERIES",
     "LOAD_CHECKPOINT",
+    "LOAD_COMMAND",
+    "LOAD_DEADLINES",
+    "LOAD_DUE_DEADLINES",
+    "LOAD_PROCESSES",
     "LOAD_QUERIES",
     "LOAD_QUERY",
     "LOAD_SCHEMA_VERSION",
@@ -35,23 +43,33 @@ __all__ = [
     "LOAD_STREAM",
     "LOAD_STREAM_EVENTS",
     "MAX_POSITION",
+    "MOVE_CHECKPOINT",
     "READ_ALL",
     "SAVE_CHECKPOINT",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_TABLE",
     "STAMP_SCHEMA_VERSION",
+    "START_CHECKPOINT",
     "STREAM_VERSION",
     "TABLE_EXISTS",
+    "UPDATE_PROCESSES",
     "UPDATE_QUERIES",
     "UPSERT_SNAPSHOT",
     "conflict_message",
+    "deadline_columns",
+    "process_batches",
     "query_batches",
     "render",
     "view_conflict_message",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; a database stamped with a higher one is refused."""
+SCHEMA_VERSION = 2
+"""Version of the table layout below; a database stamped with a higher one is refused.
+
+Every statement of ``CREATE_TABLES`` creates only what is missing, so running them
+on a database stamped with a lower version upgrades it in place (version 1 had
+no ``commands``, ``processes`` or ``deadlines``); the stores then stamp it.
+"""
 
 
 def render(template: str, *, schema: str, json: str, placeholder: str = "?") -> str:
@@ -102,6 +120,39 @@ CREATE_TABLES = (
     """CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
         name TEXT NOT NULL PRIMARY KEY,
         position BIGINT NOT NULL
+    )""",
+    # Commands executed with a caller-chosen id (version 2): the key refuses a second
+    # commit of one id, in the transaction of its events.
+    """CREATE TABLE IF NOT EXISTS {schema}.commands (
+        aggregate_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        command_id TEXT NOT NULL,
+        command_type TEXT NOT NULL,
+        payload {json} NOT NULL,
+        first_sequence BIGINT NOT NULL,
+        last_sequence BIGINT NOT NULL,
+        PRIMARY KEY (aggregate_type, aggregate_id, command_id)
+    )""",
+    # Process managers (version 2): each runner's instance states and pending deadlines.
+    """CREATE TABLE IF NOT EXISTS {schema}.processes (
+        name TEXT NOT NULL,
+        process_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        payload {json} NOT NULL,
+        PRIMARY KEY (name, process_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS {schema}.deadlines (
+        name TEXT NOT NULL,
+        process_id TEXT NOT NULL,
+        deadline TEXT NOT NULL,
+        due_at TIMESTAMPTZ NOT NULL,
+        origin TEXT NOT NULL,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        command_type TEXT NOT NULL,
+        command {json} NOT NULL,
+        metadata {json} NOT NULL,
+        PRIMARY KEY (name, process_id, deadline)
     )""",
     # The documented way to query the log with SQL: payload fields are reachable
     # with the JSON operators (payload->>'amount') in both databases.
@@ -154,6 +205,16 @@ IMPORT_CONFLICT = """
     GROUP BY aggregate_type, aggregate_id, sequence HAVING count(*) > 1
     LIMIT 1"""
 
+# -- command ids --------------------------------------------------------------
+INSERT_COMMAND = (
+    "INSERT INTO {schema}.commands (aggregate_type, aggregate_id, command_id, command_type, payload,"
+    " first_sequence, last_sequence) VALUES (?, ?, ?, ?, ?::{json}, ?, ?)"
+)
+LOAD_COMMAND = (
+    "SELECT aggregate_type, aggregate_id, command_id, command_type, payload::TEXT, first_sequence,"
+    " last_sequence FROM {schema}.commands WHERE aggregate_type = ? AND aggregate_id = ? AND command_id = ?"
+)
+
 # -- snapshots ----------------------------------------------------------------
 LOAD_SNAPSHOT = (
     "SELECT aggregate_type, aggregate_id, version, payload::TEXT FROM {schema}.snapshots"
@@ -198,6 +259,81 @@ SAVE_CHECKPOINT = """
     INSERT INTO {schema}.checkpoints (name, position) VALUES (?, ?)
     ON CONFLICT (name) DO UPDATE SET position = excluded.position"""
 DELETE_CHECKPOINT = "DELETE FROM {schema}.checkpoints WHERE name = ?"
+
+
+# -- process managers ---------------------------------------------------------
+LOAD_PROCESSES = (
+    "SELECT name, process_id, version, payload::TEXT FROM {schema}.processes"
+    " WHERE name = ? AND process_id IN (SELECT unnest(?::TEXT[]))"
+)
+_PROCESS_BATCH = (
+    "SELECT unnest(?::TEXT[]) AS process_id, unnest(?::BIGINT[]) AS version, unnest(?::TEXT[]) AS payload"
+)
+# As for views: a state is written only from the version it was read at, and both
+# return the states they wrote.
+UPDATE_PROCESSES = f"""
+    UPDATE {{schema}}.processes AS p SET version = b.version, payload = b.payload::{{json}}
+    FROM ({_PROCESS_BATCH}) AS b
+    WHERE p.name = ? AND p.process_id = b.process_id AND p.version = b.version - 1
+    RETURNING p.process_id"""
+INSERT_PROCESSES = f"""
+    INSERT INTO {{schema}}.processes (name, process_id, version, payload)
+    SELECT ?::TEXT, b.process_id, b.version, b.payload::{{json}} FROM ({_PROCESS_BATCH}) AS b
+    ON CONFLICT (name, process_id) DO NOTHING
+    RETURNING process_id"""
+# A runner's checkpoint moves only from where it read it: it is inserted when it was 0 (and
+# absent), else updated from that position. Both return the row when it moved.
+START_CHECKPOINT = """
+    INSERT INTO {schema}.checkpoints AS c (name, position) VALUES (?, ?)
+    ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE c.position = 0
+    RETURNING position"""
+MOVE_CHECKPOINT = (
+    "UPDATE {schema}.checkpoints SET position = ? WHERE name = ? AND position = ? RETURNING position"
+)
+_DEADLINE_COLUMNS = (
+    "name, process_id, deadline, due_at, origin, aggregate_type, aggregate_id, command_type,"
+    " command, metadata"
+)
+DELETE_DEADLINES = """
+    DELETE FROM {schema}.deadlines AS d
+    USING (SELECT unnest(?::TEXT[]) AS process_id, unnest(?::TEXT[]) AS deadline) AS c
+    WHERE d.name = ? AND d.process_id = c.process_id AND d.deadline = c.deadline"""
+INSERT_DEADLINES = f"""
+    INSERT INTO {{schema}}.deadlines ({_DEADLINE_COLUMNS})
+    SELECT ?::TEXT, unnest(?::TEXT[]), unnest(?::TEXT[]), unnest(?::TIMESTAMPTZ[]), unnest(?::TEXT[]),
+           unnest(?::TEXT[]), unnest(?::TEXT[]), unnest(?::TEXT[]), unnest(?::TEXT[])::{{json}},
+           unnest(?::TEXT[])::{{json}}"""
+_LOAD_DEADLINES = (
+    "SELECT name, process_id, deadline, due_at, origin, aggregate_type, aggregate_id, command_type,"
+    " command::TEXT, metadata::TEXT FROM {{schema}}.deadlines WHERE name = ?{due}"
+    " ORDER BY due_at, process_id, deadline"
+)
+LOAD_DEADLINES = _LOAD_DEADLINES.format(due="")
+LOAD_DUE_DEADLINES = _LOAD_DEADLINES.format(due=" AND due_at <= ?")
+
+
+def process_batches(states: Sequence[StoredProcess]) -> tuple[list[list[object]], list[list[object]]]:
+    """Parameters (after the name) of ``INSERT_PROCESSES`` (new states) and ``UPDATE_PROCESSES``."""
+
+    def columns(batch: Sequence[StoredProcess]) -> list[list[object]]:
+        return [[s.process_id for s in batch], [s.version for s in batch], [s.payload for s in batch]]
+
+    return columns([s for s in states if s.version == 1]), columns([s for s in states if s.version != 1])
+
+
+def deadline_columns(deadlines: Sequence[StoredDeadline]) -> list[list[object]]:
+    """Parameters (after the name) of ``INSERT_DEADLINES``: one list per column."""
+    return [
+        [d.process_id for d in deadlines],
+        [d.deadline for d in deadlines],
+        [d.due_at for d in deadlines],
+        [d.origin for d in deadlines],
+        [d.aggregate_type for d in deadlines],
+        [d.aggregate_id for d in deadlines],
+        [d.command_type for d in deadlines],
+        [d.command for d in deadlines],
+        [d.metadata for d in deadlines],
+    ]
 
 
 def query_batches(records: Sequence[StoredQuery]) -> tuple[list[list[object]], list[list[object]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +31,7 @@ from cqrs_lab.codec import (
 from cqrs_lab.domain import Aggregate, Event, Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext, envelope_of
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, Subscription
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,13 +39,21 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_COLUMNS",
     "EventStore",
+    "IdempotentEventStore",
+    "ProcessStore",
     "QueryStore",
+    "RecordCodec",
     "RecordEventStore",
     "RecordQueryStore",
+    "StoredCommand",
+    "StoredDeadline",
     "StoredEvent",
+    "StoredProcess",
     "StoredQuery",
     "StoredSnapshot",
+    "command_conflict",
     "import_conflict",
+    "process_conflict",
     "validate_identifier",
 ]
 
@@ -95,6 +105,82 @@ class StoredSnapshot:
     aggregate_id: str
     version: int
     payload: str
+
+
+def command_conflict(command: StoredCommand) -> str:
+    """The message of a commit refused because its command id is already committed."""
+    return (
+        f"command id {command.command_id!r} is already committed on "
+        f"{command.aggregate_type}/{command.aggregate_id}; nothing of this commit was stored. "
+        "CqrsFramework.execute(..., command_id=...) returns the events committed the first time."
+    )
+
+
+def process_conflict(name: str) -> str:
+    """The message of a process runner's commit refused because another runner moved on."""
+    return (
+        f"process runner {name!r}: another runner committed the same process states or "
+        "checkpoint first; nothing of this batch was stored. Run one runner per name; this one "
+        "can run again (the commands it sent carry command ids, so none is applied twice)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """A command committed with a caller-chosen id: which events it committed.
+
+    One row per (aggregate_type, aggregate_id, command_id), written in the same
+    transaction as the events, so a second commit of the same id is refused.
+    ``payload`` is the command as JSON text; its events are the stream's
+    ``first_sequence`` to ``last_sequence``.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    command_id: str
+    command_type: str
+    payload: str
+    first_sequence: int
+    last_sequence: int
+
+    def key(self) -> tuple[str, str, str]:
+        """``(aggregate_type, aggregate_id, command_id)``: what the store keeps unique."""
+        return (self.aggregate_type, self.aggregate_id, self.command_id)
+
+    def values(self) -> tuple[Any, ...]:
+        """Every column, in field order (what a commit inserts)."""
+        return (*self.key(), self.command_type, self.payload, self.first_sequence, self.last_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProcess:
+    """A process manager instance's state: ``version`` counts its commits; ``payload`` is JSON text."""
+
+    name: str
+    process_id: str
+    version: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadline:
+    """A pending deadline of one process instance: the command to send at ``due_at``.
+
+    ``origin`` names what scheduled it (it makes the command's id); ``command_type``
+    is ``command_class_name`` of the command's class; ``command`` and ``metadata``
+    are JSON text.
+    """
+
+    name: str
+    process_id: str
+    deadline: str
+    due_at: datetime
+    origin: str
+    aggregate_type: str
+    aggregate_id: str
+    command_type: str
+    command: str
+    metadata: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +263,66 @@ class QueryStore(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class IdempotentEventStore(EventStore, Protocol):
+    """An ``EventStore`` that keeps the ids of commands (every cqrs_lab store does).
+
+    ``CqrsFramework.execute(..., command_id=...)`` needs one.
+    """
+
+    def commit(
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
+    ) -> list[EventEnvelope]:
+        """Like ``EventStore.commit``, and stores ``command`` (its id) in the same transaction.
+
+        Raises ``ConcurrencyError`` (storing nothing) when any sequence is taken,
+        or when ``command``'s id is already committed on that aggregate.
+        """
+        ...
+
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        """The command committed with ``command_id`` on that aggregate, if any."""
+        ...
+
+
+@runtime_checkable
+class ProcessStore(QueryStore, Protocol):
+    """A ``QueryStore`` that also keeps process managers' states, deadlines and checkpoints
+    (every cqrs_lab query store does); ``ProcessRunner`` needs one."""
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        """The stored states among ``process_ids`` of the process runner ``name`` (any order)."""
+        ...
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        """The runner's pending deadlines (those due at or before ``due_by``, when given),
+        ordered by due time, then process id and deadline name."""
+        ...
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        """Commit a process runner's batch in one transaction.
+
+        Each state is written iff the stored version is ``version - 1`` (absent
+        counts as 0); the ``(process_id, deadline)`` pairs in ``cancelled`` and of
+        ``deadlines`` are deleted, then ``deadlines`` are inserted; the checkpoint
+        ``(expected, new)`` moves from ``expected`` to ``new``. When any check
+        fails, ``ConcurrencyError`` is raised and nothing is written.
+        """
+        ...
+
+
 def _where(record: StoredEvent) -> str:
     return (
         f"event {record.aggregate_type}/{record.aggregate_id} sequence {record.sequence}"
@@ -205,50 +351,14 @@ def _aware(value: object, where: Where) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-class RecordEventStore(ABC):
-    """Implements ``EventStore`` on top of three raw-record hooks."""
+class RecordCodec:
+    """Rows to envelopes and back with a codec: what every store of ours shares, sync or asyncio."""
 
     codec: EventCodec
 
     def __init__(self, codec: EventCodec | None = None) -> None:
         self.codec = codec if codec is not None else default_codec
 
-    # -- backend hooks ---------------------------------------------------
-    @abstractmethod
-    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
-        """Rows of one stream after ``after_sequence`` in sequence order."""
-
-    @abstractmethod
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        """Insert rows in one transaction; return their positions.
-
-        Raise ``ConcurrencyError`` (inserting nothing) when a sequence is taken.
-        """
-
-    @abstractmethod
-    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
-        """Up to ``limit`` rows after ``after_position`` in position order."""
-
-    @abstractmethod
-    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
-
-    @abstractmethod
-    def import_arrow(self, data: Any) -> int:
-        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
-
-        Positions are assigned anew, in the order of the input's ``position``
-        column; a taken (aggregate_type, aggregate_id, sequence) raises
-        ``ConcurrencyError`` and nothing is imported. Returns the count.
-        """
-
-    @abstractmethod
-    def export_arrow(self, after_position: int = 0) -> pa.Table:
-        """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    # -- the contract ----------------------------------------------------
     def decode(self, record: StoredEvent) -> EventEnvelope:
         """Turn a stored row into an envelope (clear errors for bad rows)."""
         return self._decode_rows([record])[0]
@@ -312,39 +422,6 @@ class RecordEventStore(ABC):
             )
         return envelopes
 
-    def _load_stream_rows(
-        self, aggregate_type: str, aggregate_id: str, after_sequence: int
-    ) -> Sequence[tuple[int, Any, str, str, Any]]:
-        """``(sequence, event_id, event_type, event_version, payload)`` of one stream after
-        ``after_sequence`` in sequence order. SQL stores override it with a narrower SELECT."""
-        return [
-            (r.sequence, r.event_id, r.event_type, r.event_version, r.payload)
-            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
-        ]
-
-    def load_stream(
-        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
-    ) -> list[tuple[int, str, Event]]:
-        """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
-
-        What rebuilding an aggregate needs and no more: no envelopes, and neither
-        metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
-        them). ``CqrsFramework`` loads aggregates with it.
-        """
-        rows = self._load_stream_rows(aggregate_type, aggregate_id, after_sequence)
-        return self._decode_stream(aggregate_type, aggregate_id, rows)
-
-    def load_snapshot_and_stream(
-        self, aggregate_type: str, aggregate_id: str
-    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
-        """The latest snapshot and ``load_stream`` after it (after 0 when there is none).
-
-        Postgres answers both in one round trip; the other stores make two reads.
-        """
-        snapshot = self.load_snapshot(aggregate_type, aggregate_id)
-        after = 0 if snapshot is None else snapshot.version
-        return snapshot, self.load_stream(aggregate_type, aggregate_id, after_sequence=after)
-
     def _decode_stream(
         self, aggregate_type: str, aggregate_id: str, rows: Iterable[tuple[int, Any, str, str, Any]]
     ) -> list[tuple[int, str, Event]]:
@@ -382,18 +459,111 @@ class RecordEventStore(ABC):
             event_id=str(envelope.event_id),
         )
 
+
+class RecordEventStore(RecordCodec, ABC):
+    """Implements ``EventStore`` on top of three raw-record hooks."""
+
+    # -- backend hooks ---------------------------------------------------
+    @abstractmethod
+    def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
+        """Rows of one stream after ``after_sequence`` in sequence order."""
+
+    @abstractmethod
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
+        """Insert rows (and the snapshot and the command row, if any) in one transaction;
+        return their positions.
+
+        Raise ``ConcurrencyError`` (inserting nothing) when a sequence or the
+        command id is taken.
+        """
+
+    @abstractmethod
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        """The command committed with ``command_id`` on that aggregate, if any."""
+
+    @abstractmethod
+    def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` rows after ``after_position`` in position order."""
+
+    @abstractmethod
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
+
+    @abstractmethod
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
+
+        Positions are assigned anew, in the order of the input's ``position``
+        column; a taken (aggregate_type, aggregate_id, sequence) raises
+        ``ConcurrencyError`` and nothing is imported. Returns the count.
+        """
+
+    @abstractmethod
+    def export_arrow(self, after_position: int = 0) -> pa.Table:
+        """The log after ``after_position`` as an Arrow table with ``event_arrow_schema()``."""
+
+    @abstractmethod
+    def _watch_commits(self) -> AbstractContextManager[Signal]:
+        """A ``Signal`` that fires on commits (and imports) while the block runs: this
+        process's own ones on memory and DuckDB, every process's on PostgreSQL."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- the contract ----------------------------------------------------
+    def _load_stream_rows(
+        self, aggregate_type: str, aggregate_id: str, after_sequence: int
+    ) -> Sequence[tuple[int, Any, str, str, Any]]:
+        """``(sequence, event_id, event_type, event_version, payload)`` of one stream after
+        ``after_sequence`` in sequence order. SQL stores override it with a narrower SELECT."""
+        return [
+            (r.sequence, r.event_id, r.event_type, r.event_version, r.payload)
+            for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
+        ]
+
+    def load_stream(
+        self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
+    ) -> list[tuple[int, str, Event]]:
+        """``(sequence, event_id, event)`` of the stream's events after ``after_sequence``.
+
+        What rebuilding an aggregate needs and no more: no envelopes, and neither
+        metadata nor ``recorded_at`` is read (``load_events`` and ``read_all`` check
+        them). ``CqrsFramework`` loads aggregates with it.
+        """
+        rows = self._load_stream_rows(aggregate_type, aggregate_id, after_sequence)
+        return self._decode_stream(aggregate_type, aggregate_id, rows)
+
+    def load_snapshot_and_stream(
+        self, aggregate_type: str, aggregate_id: str
+    ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+        """The latest snapshot and ``load_stream`` after it (after 0 when there is none).
+
+        Postgres answers both in one round trip; the other stores make two reads.
+        """
+        snapshot = self.load_snapshot(aggregate_type, aggregate_id)
+        after = 0 if snapshot is None else snapshot.version
+        return snapshot, self.load_stream(aggregate_type, aggregate_id, after_sequence=after)
+
     def load_events(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
     ) -> list[EventEnvelope]:
         return self._decode_rows(self._load_records(aggregate_type, aggregate_id, after_sequence))
 
     def commit(
-        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
     ) -> list[EventEnvelope]:
         if not envelopes:
             return []
         done: dict[int, str] = {}  # a command's envelopes share one metadata mapping
-        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot)
+        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot, command)
         return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
 
     def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
@@ -404,6 +574,40 @@ class RecordEventStore(ABC):
             if len(records) < batch_size:
                 return
             position = records[-1].position
+
+    @contextmanager
+    def subscribe(
+        self,
+        after_position: int = 0,
+        timeout: float | None = 5.0,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch_size: int = 1000,
+    ) -> Iterator[Subscription]:
+        """Every event after ``after_position`` in position order, then each new one as
+        it is committed: ``with store.subscribe() as events: for envelope in events: ...``.
+
+        Iteration ends after ``timeout`` seconds without a new event (``None``:
+        never) or when the ``with`` block is left (``events.close()`` stops it
+        from any thread). A waiting subscription is woken by commits and
+        re-reads the log every ``poll_interval`` seconds in any case.
+        """
+        with self._watch_commits() as signal:
+            subscription = Subscription(
+                self._read_envelopes,
+                signal,
+                after_position=after_position,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                batch_size=batch_size,
+            )
+            try:
+                yield subscription
+            finally:
+                subscription.close()
+
+    def _read_envelopes(self, after_position: int, limit: int) -> list[EventEnvelope]:
+        return self._decode_rows(self._read_records(after_position, limit))
 
     def import_events(self, path_or_data: str | Path | Any, format: str | None = None) -> int:
         """Import a Parquet, JSON Lines or CSV file (format from ``format`` or the suffix),
@@ -444,6 +648,28 @@ class RecordQueryStore(ABC):
 
     @abstractmethod
     def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None: ...
+
+    @abstractmethod
+    def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
+        """A ``Signal`` that fires when a checkpoint is saved while the block runs: in this
+        process on memory and DuckDB, in any process on PostgreSQL."""
+
+    @abstractmethod
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]: ...
+
+    @abstractmethod
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]: ...
+
+    @abstractmethod
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None: ...
 
     @abstractmethod
     def close(self) -> None: ...

@@ -16,10 +16,12 @@ always refused on tables with a primary key.)
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
@@ -41,10 +43,16 @@ from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
     RecordEventStore,
     RecordQueryStore,
+    StoredCommand,
+    StoredDeadline,
+    StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    command_conflict,
     import_conflict,
+    process_conflict,
 )
+from cqrs_lab.subscriptions import Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,6 +89,17 @@ _LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
 _SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
 _DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
 _IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
+_INSERT_COMMAND = _sql_for(_sql.INSERT_COMMAND)
+_LOAD_COMMAND = _sql_for(_sql.LOAD_COMMAND)
+_LOAD_PROCESSES = _sql_for(_sql.LOAD_PROCESSES)
+_UPDATE_PROCESSES = _sql_for(_sql.UPDATE_PROCESSES)
+_INSERT_PROCESSES = _sql_for(_sql.INSERT_PROCESSES)
+_START_CHECKPOINT = _sql_for(_sql.START_CHECKPOINT)
+_MOVE_CHECKPOINT = _sql_for(_sql.MOVE_CHECKPOINT)
+_DELETE_DEADLINES = _sql_for(_sql.DELETE_DEADLINES)
+_INSERT_DEADLINES = _sql_for(_sql.INSERT_DEADLINES)
+_LOAD_DEADLINES = _sql_for(_sql.LOAD_DEADLINES)
+_LOAD_DUE_DEADLINES = _sql_for(_sql.LOAD_DUE_DEADLINES)
 
 # DuckDB only: loading a stream is a scan of the whole table without an index on
 # aggregate_id (the unique constraint's index is not used for it).
@@ -115,6 +134,9 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
+        newer = _newer_storage(path, text)
+        if newer is not None:
+            raise newer from exc
         if "lock" in text.lower():
             hint = (
                 "opening it read_only=True does not help while another process writes it"
@@ -131,6 +153,33 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {exc}") from exc
 
 
+_STORAGE_MISMATCH = re.compile(
+    r"database file with version number (\d+), but we can only read (version[^.]*)"
+)
+
+
+def _newer_storage(path: str, text: str) -> SchemaVersionError | None:
+    """The error for a file whose storage format this DuckDB cannot read, naming both versions.
+
+    A DuckDB file's header records its storage version and the DuckDB release that
+    created it (bytes 12-20 and 52-84); DuckDB itself only says the numbers.
+    """
+    found = _STORAGE_MISMATCH.search(text)
+    if found is None:
+        return None
+    writer = f"storage version {found.group(1)}"
+    with suppress(OSError), open(path, "rb") as file:
+        header = file.read(84)
+        release = header[52:84].split(b"\0", 1)[0].decode("ascii", "replace")
+        if header[8:12] == b"DUCK" and release:
+            writer = f"DuckDB {release} ({writer})"
+    return SchemaVersionError(
+        f"DuckDB file {path!r} was written by {writer}, and the installed DuckDB "
+        f"{duckdb.__version__} can only read {found.group(2)}. Upgrade DuckDB "
+        "(pip install --upgrade duckdb) to open it; the file is left as it is."
+    )
+
+
 class _Database:
     """One DuckDB database as this process uses it: connection, lock, log head, users."""
 
@@ -143,6 +192,8 @@ class _Database:
         self.head: int | None = None  # last position handed out; None = ask the database
         self.users = 1
         self.closed = False
+        self.commits = Signal()  # fired after each commit or import of events
+        self.checkpoints = Signal()  # fired after each saved checkpoint
 
 
 _OPEN: dict[str, _Database] = {}
@@ -225,9 +276,10 @@ def _prepare(db: _Database) -> None:
     if stamped == _sql.SCHEMA_VERSION:
         return
     if db.read_only:
+        what = f"tables of an older cqrs_lab (schema version {stamped})" if stamped else "no cqrs_lab tables"
         raise StoreUnavailableError(
-            f"DuckDB file {db.label!r} has no cqrs_lab tables (or older ones) and is opened read_only, "
-            "so they cannot be created: open it once without read_only."
+            f"DuckDB file {db.label!r} has {what} and is opened read_only, so they cannot be "
+            "created or upgraded: open it once without read_only."
         )
     try:
         with _transaction(conn):
@@ -239,6 +291,10 @@ def _prepare(db: _Database) -> None:
             f"cannot create the cqrs_lab tables in DuckDB file {db.label!r} ({exc}). Is it a "
             "database of another application? Give cqrs_lab a file of its own."
         ) from exc
+
+
+_RELATION_CURSORS: dict[int, duckdb.DuckDBPyConnection] = {}
+"""The cursor of each relation ``sql()`` returned and that is still alive."""
 
 
 class _DuckDBStore:
@@ -291,9 +347,14 @@ class _DuckDBStore:
         """
         cursor = self._cursor()
         try:
-            return cursor.sql(query, params=params)
+            relation = cursor.sql(query, params=params)
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB could not run the query ({exc}). The log is in events_view.") from exc
+        if relation is not None:
+            # Before DuckDB 1.5 a relation does not keep its cursor open: keep it as long as the relation.
+            _RELATION_CURSORS[id(relation)] = cursor
+            weakref.finalize(relation, _RELATION_CURSORS.pop, id(relation), None)
+        return relation
 
     def _hold(self, db: _Database) -> None:
         """Use ``db``; released by ``close()`` or, failing that, when this object is collected."""
@@ -355,7 +416,17 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
             self._db.head = int(row[0]) if row else 0
         return self._db.head
 
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        with self._locked() as conn:
+            row = _first(conn, _LOAD_COMMAND, [aggregate_type, aggregate_id, command_id])
+        return None if row is None else StoredCommand(*row)
+
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
         self._writable("commit events")
         statement = _insert_events(len(records))
         with self._locked() as conn:
@@ -369,30 +440,41 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                 for position, r in enumerate(records, start=head + 1):
                     params += (position, *r.values())
                 try:
-                    if snapshot is None:
+                    if snapshot is None and command is None:
                         conn.execute(statement, params)  # autocommit: one atomic statement
                     else:
                         with _transaction(conn):
                             conn.execute(statement, params)
-                            conn.execute(
-                                _UPSERT_SNAPSHOT,
-                                [
-                                    snapshot.aggregate_type,
-                                    snapshot.aggregate_id,
-                                    snapshot.version,
-                                    snapshot.payload,
-                                ],
-                            )
+                            if snapshot is not None:
+                                conn.execute(
+                                    _UPSERT_SNAPSHOT,
+                                    [
+                                        snapshot.aggregate_type,
+                                        snapshot.aggregate_id,
+                                        snapshot.version,
+                                        snapshot.payload,
+                                    ],
+                                )
+                            if command is not None:
+                                conn.execute(_INSERT_COMMAND, command.values())
                 except _CONFLICTS as exc:
                     self._db.head = None
                     if not retried and self._head(conn) != head:
                         retried = True
                         continue
+                    if command is not None and _first(conn, _LOAD_COMMAND, command.key()):
+                        raise ConcurrencyError(command_conflict(command)) from exc
                     first = records[0]
                     row = _first(conn, _STREAM_VERSION, [first.aggregate_type, first.aggregate_id])
                     raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
                 self._db.head = head + len(records)
-                return list(range(head + 1, head + len(records) + 1))
+                break
+        self._db.commits.fire()
+        return list(range(head + 1, head + len(records) + 1))
+
+    @contextmanager
+    def _watch_commits(self) -> Iterator[Signal]:
+        yield self._db.commits
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
@@ -429,6 +511,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                     conn.unregister(_IMPORT_VIEW)
                 self._db.head = head + table.num_rows
                 break
+        self._db.commits.fire()
         return int(table.num_rows)
 
     @staticmethod
@@ -530,6 +613,12 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     "another writer updated some of these views at the same time; nothing of this "
                     "batch was written. Reload the views and apply the events again."
                 ) from exc
+        if checkpoint is not None:
+            self._db.checkpoints.fire()
+
+    @contextmanager
+    def _watch_checkpoints(self) -> Iterator[Signal]:
+        yield self._db.checkpoints
 
     def load_checkpoint(self, name: str) -> int:
         with self._locked() as conn:
@@ -542,6 +631,58 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
             conn.execute(_DELETE_QUERIES, [list(query_types)])
             if checkpoint is not None:
                 conn.execute(_DELETE_CHECKPOINT, [checkpoint])
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        with self._locked() as conn:
+            rows = conn.execute(_LOAD_PROCESSES, [name, list(dict.fromkeys(process_ids))]).fetchall()
+        return [StoredProcess(*row) for row in rows]
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        with self._locked() as conn:
+            if due_by is None:
+                rows = conn.execute(_LOAD_DEADLINES, [name]).fetchall()
+            else:
+                rows = conn.execute(_LOAD_DUE_DEADLINES, [name, due_by]).fetchall()
+        return [StoredDeadline(*row) for row in rows]
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        self._writable("commit process states")
+        new, old = _sql.process_batches(states)
+        removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
+        with self._locked() as conn:
+            try:
+                with _transaction(conn):
+                    written = len(conn.execute(_UPDATE_PROCESSES, [*old, name]).fetchall()) if old[0] else 0
+                    if new[0]:
+                        written += len(conn.execute(_INSERT_PROCESSES, [name, *new]).fetchall())
+                    if written != len(states) or (
+                        checkpoint is not None and not self._move_checkpoint(conn, name, checkpoint)
+                    ):
+                        raise ConcurrencyError(process_conflict(name))
+                    if removed:
+                        pairs = [[r[0] for r in removed], [r[1] for r in removed]]
+                        conn.execute(_DELETE_DEADLINES, [*pairs, name])
+                    if deadlines:
+                        conn.execute(_INSERT_DEADLINES, [name, *_sql.deadline_columns(deadlines)])
+            except _CONFLICTS as exc:
+                raise ConcurrencyError(process_conflict(name)) from exc
+        if checkpoint is not None:
+            self._db.checkpoints.fire()
+
+    @staticmethod
+    def _move_checkpoint(conn: duckdb.DuckDBPyConnection, name: str, checkpoint: tuple[int, int]) -> bool:
+        expected, new = checkpoint
+        if expected == 0:
+            return bool(conn.execute(_START_CHECKPOINT, [name, new]).fetchall())
+        return bool(conn.execute(_MOVE_CHECKPOINT, [new, name, expected]).fetchall())
 
     def __repr__(self) -> str:
         return f"DuckDBQueryStore({self._db.label!r})"

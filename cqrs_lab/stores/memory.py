@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right, insort
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cqrs_lab.codec import EventCodec, StoredEvent
@@ -17,10 +19,16 @@ from cqrs_lab.errors import ConcurrencyError
 from cqrs_lab.stores.base import (
     RecordEventStore,
     RecordQueryStore,
+    StoredCommand,
+    StoredDeadline,
+    StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    command_conflict,
     import_conflict,
+    process_conflict,
 )
+from cqrs_lab.subscriptions import Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,6 +50,8 @@ class MemoryEventStore(RecordEventStore):
         self._streams: dict[tuple[str, str], list[StoredEvent]] = {}
         self._snapshots: dict[tuple[str, str], StoredSnapshot] = {}
         self._taken: set[tuple[str, str, int]] = set()
+        self._commits = Signal()
+        self._commands: dict[tuple[str, str, str], StoredCommand] = {}
 
     def _load_records(self, aggregate_type: str, aggregate_id: str, after_sequence: int) -> list[StoredEvent]:
         with self._lock:
@@ -64,14 +74,27 @@ class MemoryEventStore(RecordEventStore):
                 )
             taken.add(key)
 
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        return self._append(records, snapshot)
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
+        return self._append(records, snapshot, command)
 
     def _append(
-        self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None, importing: bool = False
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+        importing: bool = False,
     ) -> list[int]:
         with self._lock:
             self._check(records, importing)
+            if command is not None:
+                if command.key() in self._commands:
+                    raise ConcurrencyError(command_conflict(command))
+                self._commands[command.key()] = command
             positions = []
             for r in records:
                 stored = r._replace(position=len(self._log) + 1)
@@ -86,7 +109,12 @@ class MemoryEventStore(RecordEventStore):
                 current = self._snapshots.get(key)
                 if current is None or current.version < snapshot.version:
                     self._snapshots[key] = snapshot
-            return positions
+        self._commits.fire()
+        return positions
+
+    @contextmanager
+    def _watch_commits(self) -> Iterator[Signal]:
+        yield self._commits
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._lock:
@@ -116,6 +144,10 @@ class MemoryEventStore(RecordEventStore):
             for row in table.to_pylist()
         ]
         return len(self._append(records, None, importing=True))
+
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        with self._lock:
+            return self._commands.get((aggregate_type, aggregate_id, command_id))
 
     def export_arrow(self, after_position: int = 0) -> pa.Table:
         """The log after ``after_position`` as an Arrow table."""
@@ -156,6 +188,9 @@ class MemoryQueryStore(RecordQueryStore):
         self._lock = threading.Lock()
         self._views: dict[tuple[str, str], StoredQuery] = {}
         self._checkpoints: dict[str, int] = {}
+        self._checkpoint_saved = Signal()
+        self._processes: dict[tuple[str, str], StoredProcess] = {}
+        self._deadlines: dict[tuple[str, str, str], StoredDeadline] = {}
 
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None:
         with self._lock:
@@ -176,6 +211,12 @@ class MemoryQueryStore(RecordQueryStore):
                 self._views[(r.query_type, r.view_id)] = r
             if checkpoint is not None:
                 self._checkpoints[checkpoint[0]] = checkpoint[1]
+        if checkpoint is not None:
+            self._checkpoint_saved.fire()
+
+    @contextmanager
+    def _watch_checkpoints(self) -> Iterator[Signal]:
+        yield self._checkpoint_saved
 
     def load_checkpoint(self, name: str) -> int:
         with self._lock:
@@ -187,6 +228,47 @@ class MemoryQueryStore(RecordQueryStore):
                 del self._views[key]
             if checkpoint is not None:
                 self._checkpoints.pop(checkpoint, None)
+
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        with self._lock:
+            found = (self._processes.get((name, pid)) for pid in dict.fromkeys(process_ids))
+            return [p for p in found if p is not None]
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        with self._lock:
+            pending = [
+                d
+                for d in self._deadlines.values()
+                if d.name == name and (due_by is None or d.due_at <= due_by)
+            ]
+        return sorted(pending, key=lambda d: (d.due_at, d.process_id, d.deadline))
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        with self._lock:
+            for state in states:
+                current = self._processes.get((name, state.process_id))
+                if (current.version if current else 0) != state.version - 1:
+                    raise ConcurrencyError(process_conflict(name))
+            if checkpoint is not None and self._checkpoints.get(name, 0) != checkpoint[0]:
+                raise ConcurrencyError(process_conflict(name))
+            for state in states:
+                self._processes[(name, state.process_id)] = state
+            for process_id, deadline in [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]:
+                self._deadlines.pop((name, process_id, deadline), None)
+            for d in deadlines:
+                self._deadlines[(name, d.process_id, d.deadline)] = d
+            if checkpoint is not None:
+                self._checkpoints[name] = checkpoint[1]
+        if checkpoint is not None:
+            self._checkpoint_saved.fire()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -27,18 +27,30 @@ the few milliseconds of the insert — the same trade-off as a table lock, at
 row granularity, in the same round trip as the insert. ``GREATEST(position,
 max(events.position))`` keeps the head right even if rows were inserted around
 it with plain SQL.
+
+Live readers. The same statement sends ``NOTIFY cqrs_lab_events`` (payload: the
+quoted schema) from the commit's own transaction, so PostgreSQL delivers it
+only once the events are visible; a projection's batch sends
+``cqrs_lab_checkpoints`` the same way. In each process, one connection per
+store pool and schema LISTENs while anybody waits (``subscribe``,
+``Projection.wait_for``, workers) and wakes them; they also re-read every
+``POLL_INTERVAL`` seconds (``cqrs_lab.subscriptions``), so a notification lost
+with a dropped connection delays a reader, never stalls it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -64,23 +76,34 @@ from cqrs_lab.pg_server import DSN_ENV
 from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
     EVENT_COLUMNS,
+    RecordCodec,
     RecordEventStore,
     RecordQueryStore,
+    StoredCommand,
+    StoredDeadline,
+    StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    command_conflict,
     import_conflict,
+    process_conflict,
     validate_identifier,
 )
+from cqrs_lab.subscriptions import POLL_INTERVAL, Signal
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore"]
+__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore", "ProjectionLeases"]
 
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
 _FIRST = itemgetter(0)
 _EXPORT_BATCH = 10_000
+_log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "cqrs_lab_events"
+CHECKPOINTS_CHANNEL = "cqrs_lab_checkpoints"
 
 # PostgreSQL only: the log head, and commits that take their positions from it.
 _HEAD_TABLES = (
@@ -94,7 +117,7 @@ _TAKE_POSITIONS = """
     WITH head AS (
         UPDATE {schema}.log_head
         SET position = GREATEST(position, (SELECT coalesce(max(position), 0) FROM {schema}.events)) + ?
-        RETURNING position - ? AS base
+        RETURNING position - ? AS base, pg_notify('cqrs_lab_events', '{schema}')
     )"""
 _INSERT_EVENTS = f"""{_TAKE_POSITIONS}
     INSERT INTO {{schema}}.events ({_sql.EVENT_COLUMN_LIST})
@@ -129,6 +152,15 @@ def _insert_values(schema: str, rows: int) -> str:
     RETURNING position"""
 
 
+def insert_statement(q: _Statements, records: Sequence[StoredEvent]) -> tuple[str, list[Any]]:
+    """The statement committing ``records`` (positions from the log head, NOTIFY) and its parameters."""
+    n = len(records)
+    if n <= _VALUES_ROWS:
+        return _insert_values(q.schema, n), [value for r in records for value in r.values()]
+    columns = zip(*(r.values() for r in records), strict=True)
+    return q.insert_events, [n, n, *(list(column) for column in columns)]
+
+
 _TAKE_IMPORT_POSITIONS = _TAKE_POSITIONS + " SELECT base FROM head"
 _COPY_EVENTS = f"COPY {{schema}}.events ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
 _EVENT_EXISTS = "SELECT 1 FROM {schema}.events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
@@ -144,6 +176,7 @@ _LOAD_SNAPSHOT_AND_STREAM = """
     UNION ALL
     SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events
     WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
+_NOTIFY_CHECKPOINT = "SELECT pg_notify('cqrs_lab_checkpoints', '{schema}')"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
 
 
@@ -176,7 +209,19 @@ class _Statements:
     delete_queries: str
     load_checkpoint: str
     save_checkpoint: str
+    notify_checkpoint: str
     delete_checkpoint: str
+    insert_command: str
+    load_command: str
+    load_processes: str
+    update_processes: str
+    insert_processes: str
+    start_checkpoint: str
+    move_checkpoint: str
+    delete_deadlines: str
+    insert_deadlines: str
+    load_deadlines: str
+    load_due_deadlines: str
 
 
 @lru_cache(maxsize=32)
@@ -216,7 +261,19 @@ def _statements(schema: str) -> _Statements:
         delete_queries=r(_sql.DELETE_QUERIES),
         load_checkpoint=r(_sql.LOAD_CHECKPOINT),
         save_checkpoint=r(_sql.SAVE_CHECKPOINT),
+        notify_checkpoint=r(_NOTIFY_CHECKPOINT),
         delete_checkpoint=r(_sql.DELETE_CHECKPOINT),
+        insert_command=r(_sql.INSERT_COMMAND),
+        load_command=r(_sql.LOAD_COMMAND),
+        load_processes=r(_sql.LOAD_PROCESSES),
+        update_processes=r(_sql.UPDATE_PROCESSES),
+        insert_processes=r(_sql.INSERT_PROCESSES),
+        start_checkpoint=r(_sql.START_CHECKPOINT),
+        move_checkpoint=r(_sql.MOVE_CHECKPOINT),
+        delete_deadlines=r(_sql.DELETE_DEADLINES),
+        insert_deadlines=r(_sql.INSERT_DEADLINES),
+        load_deadlines=r(_sql.LOAD_DEADLINES),
+        load_due_deadlines=r(_sql.LOAD_DUE_DEADLINES),
     )
 
 
@@ -245,6 +302,19 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
 
 
+def connect(dsn: str, label: str, timeout: float, **options: Any) -> psycopg.Connection[Any]:
+    """A direct autocommit connection; a failure says why, as a cqrs_lab error."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, math.ceil(timeout)), **options)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL ({label}): {str(exc).strip()}. Check the DSN "
+            f"(argument or {DSN_ENV}) and that the server is running."
+        ) from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+
+
 class _Pool:
     """A connection pool shared by the stores of one database; closed with its last user."""
 
@@ -258,6 +328,7 @@ class _Pool:
         self.connect_timeout = connect_timeout
         self.users = 1
         self.lock = threading.Lock()
+        self.listeners: dict[str, _Listener] = {}
         # One direct connection first: it fails fast with the server's own reason
         # (refused, unknown database, bad password) instead of a pool timeout.
         with self.connect():
@@ -284,17 +355,17 @@ class _Pool:
     def _timeout_seconds(self) -> int:
         return max(1, math.ceil(self.connect_timeout))
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """A connection outside the pool (autocommit)."""
-        try:
-            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout_seconds())
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL ({self.label}): {str(exc).strip()}. Check the DSN "
-                f"(argument or {DSN_ENV}) and that the server is running."
-            ) from exc
-        except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
+    def connect(self, **options: Any) -> psycopg.Connection[Any]:
+        """A connection outside the pool (autocommit); ``options`` are more libpq parameters."""
+        return connect(self.dsn, self.label, self.connect_timeout, **options)
+
+    def listener(self, schema: str) -> _Listener:
+        """The listening connection of ``schema`` (one per pool and schema)."""
+        with self.lock:
+            found = self.listeners.get(schema)
+            if found is None:
+                found = self.listeners[schema] = _Listener(self, schema)
+            return found
 
     def acquire(self) -> _Pool:
         with self.lock:
@@ -310,9 +381,88 @@ class _Pool:
                 self.pool.close()
 
 
-def _prepare(pool: _Pool, q: _Statements) -> None:
+class _Listener:
+    """LISTENs to one schema's notifications while anybody in this process waits on them.
+
+    A thread owns the connection and fires the ``Signal`` of each channel when a
+    notification for the schema arrives. It stops (and closes the connection)
+    within ``POLL_INTERVAL`` after the last waiter leaves. If the connection
+    breaks it fires every signal (notifications may have been lost: the
+    waiters re-read) and reconnects.
+    """
+
+    def __init__(self, pool: _Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.payload = sql.Identifier(schema).as_string()
+        self.signals = {EVENTS_CHANNEL: Signal(), CHECKPOINTS_CHANNEL: Signal()}
+        self.lock = threading.Lock()
+        self.users = 0
+        self.running = False
+
+    @contextmanager
+    def watch(self, channel: str) -> Iterator[Signal]:
+        """The channel's signal, listened to for the duration of the block."""
+        with self.lock:
+            if not self.running:
+                conn = self._listen()  # in the caller: a failure to connect is the caller's error
+                name = f"cqrs_lab listen {self.schema}"
+                threading.Thread(target=self._run, args=(conn,), name=name, daemon=True).start()
+                self.running = True
+            self.users += 1
+        try:
+            yield self.signals[channel]
+        finally:
+            with self.lock:
+                self.users -= 1
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        conn = self.pool.connect()
+        try:
+            for channel in self.signals:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreUnavailableError(
+                f"cannot LISTEN on PostgreSQL ({self.pool.label}): {str(exc).strip()}"
+            ) from exc
+        return conn
+
+    def _fire_all(self) -> None:
+        for signal in self.signals.values():
+            signal.fire()
+
+    def _run(self, conn: psycopg.Connection[Any] | None) -> None:
+        while True:
+            try:
+                if conn is None:
+                    conn = self._listen()
+                    self._fire_all()  # anything committed while we were away is read now
+                for note in conn.notifies(timeout=POLL_INTERVAL):
+                    if note.payload == self.payload and note.channel in self.signals:
+                        self.signals[note.channel].fire()
+            except (psycopg.Error, CqrsLabError) as exc:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                with self.lock:
+                    if self.users == 0:  # nobody waits: no need to reconnect (or to say so)
+                        self.running = False
+                        return
+                _log.warning("listening connection to %s lost (%s); reconnecting", self.pool.label, exc)
+                self._fire_all()
+                time.sleep(POLL_INTERVAL)
+            with self.lock:
+                if self.users == 0:
+                    self.running = False
+                    if conn is not None:
+                        conn.close()
+                    return
+
+
+def prepare(dsn: str, label: str, timeout: float, q: _Statements) -> None:
     """Create the schema's tables on first use, or check its version stamp."""
-    with pool.connect() as conn:
+    with connect(dsn, label, timeout) as conn:
         try:
             if _stamped(conn, q) == _sql.SCHEMA_VERSION:
                 return
@@ -327,7 +477,7 @@ def _prepare(pool: _Pool, q: _Statements) -> None:
             raise
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({pool.label}): "
+                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
                 f"{str(exc).strip()}. The user needs CREATE rights on the database, or an "
                 "administrator creates the schema once."
             ) from exc
@@ -347,6 +497,54 @@ def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
     return None if stamped is None else int(stamped)
 
 
+@contextmanager
+def store_errors(label: str, what: str) -> Iterator[None]:
+    """Driver and pool errors in the block become cqrs_lab errors saying what failed."""
+    try:
+        yield
+    except CqrsLabError:
+        raise
+    except PoolClosed as exc:
+        raise StoreError(f"the PostgreSQL store on {label} is closed; open a new one") from exc
+    except PoolTimeout as exc:
+        raise StoreUnavailableError(
+            f"no PostgreSQL connection to {label} became free or could be opened "
+            f"to {what}. Check that the server is up, or raise pool_size."
+        ) from exc
+    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+        raise ConcurrencyError(
+            f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
+            f"({str(exc).strip()}); nothing was written. Retry."
+        ) from exc
+    except pg_errors.UntranslatableCharacter as exc:
+        raise StoreError(
+            f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
+            "NUL character (\\u0000) in strings; remove it from the event or view."
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(
+            f"lost the PostgreSQL connection ({label}) trying to {what}: "
+            f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
+        ) from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL failed to {what} ({label}): {str(exc).strip()}") from exc
+
+
+def snapshot_and_stream(
+    store: RecordCodec, aggregate_type: str, aggregate_id: str, rows: Sequence[tuple[Any, ...]]
+) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
+    """The rows of ``_LOAD_SNAPSHOT_AND_STREAM`` as the snapshot and the decoded stream after it."""
+    snapshot = None
+    events = []
+    for row in rows:
+        if row[2] is None:
+            snapshot = StoredSnapshot(aggregate_type, aggregate_id, row[0], row[4])
+        else:
+            events.append(row)
+    events.sort(key=_FIRST)  # sequence
+    return snapshot, store._decode_stream(aggregate_type, aggregate_id, events)
+
+
 class _PostgresStore:
     """What both PostgreSQL stores share: the pool, error mapping and ``close()``."""
 
@@ -360,35 +558,8 @@ class _PostgresStore:
     @contextmanager
     def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; driver errors become cqrs_lab errors saying what failed."""
-        try:
-            with self._pool.pool.connection() as conn:
-                yield conn
-        except CqrsLabError:
-            raise
-        except PoolClosed as exc:
-            raise StoreError(f"the PostgreSQL store on {self._pool.label} is closed; open a new one") from exc
-        except PoolTimeout as exc:
-            raise StoreUnavailableError(
-                f"no PostgreSQL connection to {self._pool.label} became free or could be opened "
-                f"to {what}. Check that the server is up, or raise pool_size."
-            ) from exc
-        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-            raise ConcurrencyError(
-                f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
-                f"({str(exc).strip()}); nothing was written. Retry."
-            ) from exc
-        except pg_errors.UntranslatableCharacter as exc:
-            raise StoreError(
-                f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
-                "NUL character (\\u0000) in strings; remove it from the event or view."
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"lost the PostgreSQL connection ({self._pool.label}) trying to {what}: "
-                f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
-            ) from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL failed to {what} ({self._pool.label}): {str(exc).strip()}") from exc
+        with store_errors(self._pool.label, what), self._pool.pool.connection() as conn:
+            yield conn
 
     def _hold(self, pool: _Pool) -> None:
         """Use ``pool``; released by ``close()`` or, failing that, when this object is collected."""
@@ -398,6 +569,9 @@ class _PostgresStore:
     def close(self) -> None:
         """Release this store; the pool closes when its last store does. Idempotent."""
         self._finalizer()
+
+    def _watch(self, channel: str) -> AbstractContextManager[Signal]:
+        return self._pool.listener(self.schema).watch(channel)
 
 
 class PostgresEventStore(_PostgresStore, RecordEventStore):
@@ -420,7 +594,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         self._q = _statements(validate_identifier(schema))
         self._hold(_Pool(_resolve_dsn(dsn), pool_size, connect_timeout))
         try:
-            _prepare(self._pool, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
         except BaseException:
             self.close()
             raise
@@ -446,15 +620,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         key = [aggregate_type, aggregate_id]
         with self._connection("load a snapshot and events") as conn:
             rows = conn.execute(self._q.load_snapshot_and_stream, key + key).fetchall()
-        snapshot = None
-        events = []
-        for row in rows:
-            if row[2] is None:
-                snapshot = StoredSnapshot(aggregate_type, aggregate_id, row[0], row[4])
-            else:
-                events.append(row)
-        events.sort(key=_FIRST)  # sequence
-        return snapshot, self._decode_stream(aggregate_type, aggregate_id, events)
+        return snapshot_and_stream(self, aggregate_type, aggregate_id, rows)
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         with self._connection("read the event log") as conn:
@@ -466,39 +632,49 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
             row = conn.execute(self._q.load_snapshot, [aggregate_type, aggregate_id]).fetchone()
         return None if row is None else StoredSnapshot(*row)
 
-    def _append_records(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> list[int]:
-        n = len(records)
-        statement: str
-        params: list[Any]
-        if n <= _VALUES_ROWS:
-            statement = _insert_values(self._q.schema, n)
-            params = [value for r in records for value in r.values()]
-        else:
-            statement = self._q.insert_events
-            params = [n, n, *(list(column) for column in zip(*(r.values() for r in records), strict=True))]
+    def load_command(self, aggregate_type: str, aggregate_id: str, command_id: str) -> StoredCommand | None:
+        with self._connection("load a command") as conn:
+            row = conn.execute(self._q.load_command, [aggregate_type, aggregate_id, command_id]).fetchone()
+        return None if row is None else StoredCommand(*row)
+
+    def _append_records(
+        self,
+        records: Sequence[StoredEvent],
+        snapshot: StoredSnapshot | None,
+        command: StoredCommand | None = None,
+    ) -> list[int]:
+        statement, params = insert_statement(self._q, records)
         with self._connection("commit events") as conn:
             try:
-                if snapshot is None:
+                if snapshot is None and command is None:
                     # One statement in autocommit mode: its own transaction, one round trip.
                     rows = conn.execute(statement, params).fetchall()
                 else:
                     with conn.transaction():
                         rows = conn.execute(statement, params).fetchall()
-                        conn.execute(
-                            self._q.upsert_snapshot,
-                            [
-                                snapshot.aggregate_type,
-                                snapshot.aggregate_id,
-                                snapshot.version,
-                                snapshot.payload,
-                            ],
-                        )
+                        if snapshot is not None:
+                            conn.execute(
+                                self._q.upsert_snapshot,
+                                [
+                                    snapshot.aggregate_type,
+                                    snapshot.aggregate_id,
+                                    snapshot.version,
+                                    snapshot.payload,
+                                ],
+                            )
+                        if command is not None:
+                            conn.execute(self._q.insert_command, command.values())
             except pg_errors.UniqueViolation as exc:
+                if command is not None and conn.execute(self._q.load_command, command.key()).fetchone():
+                    raise ConcurrencyError(command_conflict(command)) from exc
                 first = records[0]
                 key = [first.aggregate_type, first.aggregate_id]
                 row = conn.execute(self._q.stream_version, key).fetchone()
                 raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
         return sorted(int(row[0]) for row in rows)
+
+    def _watch_commits(self) -> AbstractContextManager[Signal]:
+        return self._watch(EVENTS_CHANNEL)
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
@@ -596,7 +772,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             self._q = _statements(validate_identifier(schema if schema is not None else DEFAULT_SCHEMA))
             self._hold(_Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout))
         try:
-            _prepare(self._pool, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
         except BaseException:
             self.close()
             raise
@@ -625,6 +801,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
                     if checkpoint is not None:
                         conn.execute(self._q.save_checkpoint, list(checkpoint))
+                        conn.execute(self._q.notify_checkpoint)
             except pg_errors.UniqueViolation as exc:
                 raise ConcurrencyError(
                     "another writer created some of these views at the same time; nothing of this "
@@ -636,11 +813,160 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             row = conn.execute(self._q.load_checkpoint, [name]).fetchone()
         return 0 if row is None else int(row[0])
 
+    def _watch_checkpoints(self) -> AbstractContextManager[Signal]:
+        return self._watch(CHECKPOINTS_CHANNEL)
+
     def reset(self, query_types: Sequence[str], *, checkpoint: str | None = None) -> None:
         with self._connection("reset views") as conn, conn.transaction():
             conn.execute(self._q.delete_queries, [list(query_types)])
             if checkpoint is not None:
                 conn.execute(self._q.delete_checkpoint, [checkpoint])
 
+    def load_processes(self, name: str, process_ids: Iterable[str]) -> list[StoredProcess]:
+        with self._connection("load process states") as conn:
+            rows = conn.execute(self._q.load_processes, [name, list(dict.fromkeys(process_ids))]).fetchall()
+        return [StoredProcess(*row) for row in rows]
+
+    def load_deadlines(self, name: str, *, due_by: datetime | None = None) -> list[StoredDeadline]:
+        with self._connection("load deadlines") as conn:
+            if due_by is None:
+                rows = conn.execute(self._q.load_deadlines, [name]).fetchall()
+            else:
+                rows = conn.execute(self._q.load_due_deadlines, [name, due_by]).fetchall()
+        return [StoredDeadline(*row) for row in rows]
+
+    def commit_processes(
+        self,
+        name: str,
+        states: Sequence[StoredProcess],
+        *,
+        deadlines: Sequence[StoredDeadline] = (),
+        cancelled: Sequence[tuple[str, str]] = (),
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
+        new, old = _sql.process_batches(states)
+        removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
+        with self._connection("commit process states") as conn:
+            try:
+                with conn.transaction():
+                    written = 0
+                    if old[0]:
+                        written += len(conn.execute(self._q.update_processes, [*old, name]).fetchall())
+                    if new[0]:
+                        written += len(conn.execute(self._q.insert_processes, [name, *new]).fetchall())
+                    if written != len(states) or (
+                        checkpoint is not None and not self._move_checkpoint(conn, name, checkpoint)
+                    ):
+                        raise ConcurrencyError(process_conflict(name))
+                    if checkpoint is not None:
+                        conn.execute(self._q.notify_checkpoint)
+                    if removed:
+                        conn.execute(
+                            self._q.delete_deadlines, [[r[0] for r in removed], [r[1] for r in removed], name]
+                        )
+                    if deadlines:
+                        conn.execute(self._q.insert_deadlines, [name, *_sql.deadline_columns(deadlines)])
+            except pg_errors.UniqueViolation as exc:
+                raise ConcurrencyError(process_conflict(name)) from exc
+
+    def _move_checkpoint(self, conn: psycopg.Connection[Any], name: str, checkpoint: tuple[int, int]) -> bool:
+        expected, new = checkpoint
+        if expected == 0:
+            return conn.execute(self._q.start_checkpoint, [name, new]).fetchone() is not None
+        return conn.execute(self._q.move_checkpoint, [new, name, expected]).fetchone() is not None
+
     def __repr__(self) -> str:
         return f"PostgresQueryStore({self._pool.label!r}, schema={self.schema!r})"
+
+
+# -- projection leases ------------------------------------------------------------
+# Session-level advisory locks, two-key form: (hashtext(namespace || schema), key).
+_WORKERS = "cqrs_lab workers "
+_PROJECTIONS = "cqrs_lab projections "
+_JOIN = "SELECT pg_advisory_lock_shared(hashtext(%s), 0)"
+_TAKE = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
+_GIVE_BACK = "SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))"
+_COUNT_WORKERS = """
+    SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid = 0
+      AND classid = hashtext(%s)::oid
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+OWNERS = """
+    SELECT a.application_name, l.pid FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = hashtext('cqrs_lab projections ' || %s)::oid AND l.objid = hashtext(%s)::oid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+"""Which worker (its ``application_name``) and backend pid hold projection ``name`` of a schema."""
+
+
+class ProjectionLeases:
+    """Which worker runs which projection of one schema: PostgreSQL advisory locks.
+
+    One connection (a session) per worker holds a shared lock saying "a worker
+    is alive" and an exclusive lock per projection it runs. Locks die with the
+    session: when a worker process is killed its socket closes and the server
+    frees them at once; when the machine or the network goes away, TCP
+    keepalives and ``tcp_user_timeout`` (set on both ends from ``lease``) make
+    the server drop the session within about ``lease`` seconds. ``renew()``
+    checks the session is still there: if it is not, the worker must stop at
+    once, since another worker may already have taken its projections.
+    """
+
+    def __init__(self, query_store: PostgresQueryStore, *, lease: float, worker: str) -> None:
+        self.schema = query_store.schema
+        self.label = query_store._pool.label
+        second = max(1, int(lease / 3))
+        self._conn = query_store._pool.connect(
+            application_name=f"cqrs_lab worker {worker}"[:63],
+            keepalives=1,
+            keepalives_idle=second,
+            keepalives_interval=second,
+            keepalives_count=2,
+            tcp_user_timeout=int(lease * 1000),
+        )
+        try:
+            for setting, value in (
+                ("tcp_keepalives_idle", second),
+                ("tcp_keepalives_interval", second),
+                ("tcp_keepalives_count", 2),
+                ("tcp_user_timeout", int(lease * 1000)),
+            ):
+                self._conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
+            self._conn.execute(_JOIN, [_WORKERS + self.schema])
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: psycopg.Error) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"lost the worker's PostgreSQL session ({self.label}): {str(exc).strip()}. Its projection "
+            "leases are gone with it; the worker stops running them and joins again."
+        )
+
+    def _one(self, statement: str, params: Sequence[Any]) -> Any:
+        try:
+            row = self._conn.execute(statement, params).fetchone()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._lost(exc) from exc
+        assert row is not None
+        return row[0]
+
+    def workers(self) -> int:
+        """How many workers (this one included) hold leases on this schema now."""
+        return int(self._one(_COUNT_WORKERS, [_WORKERS + self.schema]))
+
+    def take(self, name: str) -> bool:
+        """Take projection ``name`` unless another worker holds it."""
+        return bool(self._one(_TAKE, [_PROJECTIONS + self.schema, name]))
+
+    def give_back(self, name: str) -> None:
+        self._one(_GIVE_BACK, [_PROJECTIONS + self.schema, name])
+
+    def renew(self) -> None:
+        """Check the session (and so every lease) is still there; raise if it is not."""
+        self._one("SELECT 1", [])
+
+    def close(self) -> None:
+        """End the session: every lease is given back."""
+        self._conn.close()

@@ -1,0 +1,53 @@
+"""Print pip constraints pinning every direct dependency to its declared minimum.
+
+``.ci/run`` installs the project with them in a second virtual environment and
+runs the tests there, so the lower bounds in pyproject.toml are tested, not
+just declared::
+
+    python scripts/lowest_constraints.py > lowest.txt
+    pip install -c lowest.txt -e ".[dev]"
+
+Every requirement of the runtime dependencies and of the ``postgres`` and
+``dev`` extras must have a ``>=`` lower bound (the script fails naming one that
+has none). ``EXTRA_PINS`` holds constraints on indirect dependencies that the
+oldest direct ones need to work at all, each with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTRAS = ("postgres", "dev")
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9._-]+)(\[[^\]]*\])?\s*(.*)$")
+EXTRA_PINS: dict[str, str] = {}
+"""Indirect dependencies to constrain in the lowest environment: name -> specifier (with a reason)."""
+
+
+def lowest_pins() -> list[str]:
+    """``name==minimum`` for every direct dependency (runtime, ``postgres``, ``dev``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = list(project["dependencies"])
+    for extra in EXTRAS:
+        requirements += project["optional-dependencies"][extra]
+    pins = []
+    for requirement in requirements:
+        found = _REQUIREMENT.match(requirement.strip())
+        if found is None:
+            raise SystemExit(f"lowest_constraints: cannot read requirement {requirement!r}")
+        name, _, specifiers = found.groups()
+        if name.replace("_", "-") == "cqrs-lab":
+            continue
+        minimum = re.search(r">=\s*([^,\s;]+)", specifiers)
+        if minimum is None:
+            raise SystemExit(f"lowest_constraints: {requirement!r} has no '>=' lower bound; declare one")
+        pins.append(f"{name}=={minimum.group(1)}")
+    pins += [f"{name}{spec}" for name, spec in EXTRA_PINS.items()]
+    return pins
+
+
+if __name__ == "__main__":
+    sys.stdout.write("".join(f"{pin}\n" for pin in lowest_pins()))
