@@ -78,6 +78,7 @@ def test_filters_and_max_events() -> None:
     assert cut.truncated and cut.count("event") == 2
     assert "more events follow" in cut.svg()
     assert "no events" in timeline([]).svg()
+    assert _svg_width(timeline([]).svg()) >= 8 + 90 * 3  # the whole legend shows
 
 
 def many_commands(count: int) -> CqrsFramework[BankAccount]:

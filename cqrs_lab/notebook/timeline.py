@@ -34,6 +34,7 @@ Kind = Literal["command", "event", "view"]
 _SWATCHES: dict[Kind, Swatch] = {"command": COMMAND, "event": EVENT, "view": VIEW}
 
 _LABEL_W, _STICKY_H, _LANE_H, _LEGEND_H, _PAD, _GAP, _SPACE = 132, 66, 80, 30, 8, 16, 8
+_LEGEND_W = 8 + 90 * 3  # the legend's three entries
 _CHARS, _LINES = 13, 3  # at most this many characters per sticky line, and lines per label
 _LABEL_CHARS = 18  # characters of a lane's name
 _CHAR_W = 6.7  # the advance of one character at font-size 11 in a monospace font
@@ -116,7 +117,7 @@ class Timeline:
     def svg(self) -> str:
         """The picture as a standalone ``<svg>`` element, at most ``width`` pixels wide."""
         rows, widths = self.rows(), self.column_widths()
-        width = _LABEL_W + max(sum(widths[c] for c in columns) for columns, _ in rows) + _PAD
+        width = max(_LABEL_W + max(sum(widths[c] for c in columns) for columns, _ in rows) + _PAD, _LEGEND_W)
         lanes_drawn = sum(len(lanes) for _, lanes in rows) or 1
         height = (_LEGEND_H + lanes_drawn * _LANE_H + (len(rows) - 1) * _GAP + _PAD
                   + (18 if self.truncated else 0))

@@ -1,4 +1,8 @@
-"""Fixtures of the browser tests: Debian's Chromium (one per session) and a JupyterLab server.
+"""Fixtures of the browser tests: Debian's Chromium and a JupyterLab server, one each for this folder.
+
+They are package-scoped, not session-scoped: Playwright's sync API keeps an
+asyncio loop running while it is open, so it is closed before the rest of the
+suite (``asyncio.run`` in other tests) runs.
 
 They need Playwright (the ``browser`` extra, in ``dev``), JupyterLab (the
 ``notebooks`` extra, in ``dev``) and ``/usr/bin/chromium`` (``apt-get install
@@ -44,13 +48,13 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch folder for the browser profile and JupyterLab's settings."""
     return tmp_path_factory.mktemp("browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_browser(browser_work: Path) -> Iterator[BrowserContext]:
     """Debian's Chromium, headless, with a fresh profile (one for the whole session)."""
     reason = _missing()
@@ -69,7 +73,7 @@ def chromium_browser(browser_work: Path) -> Iterator[BrowserContext]:
             context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(chromium_browser: BrowserContext, browser_work: Path) -> Iterator[Lab]:
     """JupyterLab on 127.0.0.1, serving the repository."""
     with jupyter_lab(ROOT, browser_work / "lab") as running:

@@ -316,6 +316,19 @@ class NotebookPage:
         text = self.page.locator(NOTEBOOK).inner_text()
         return [problem for problem in WIDGET_ERRORS if problem in text]
 
+    def screenshot_pages(self, folder: Path, stem: str, limit: int = 40) -> list[Path]:
+        """Screenshots of the whole notebook, one per window height scrolled (at most ``limit``)."""
+        scroller = self.page.locator("[data-under-test] .jp-WindowedPanel-outer")
+        height, view = scroller.evaluate("(el) => [el.scrollHeight, el.clientHeight]")
+        paths = []
+        for number, top in enumerate(range(0, height, max(view - 40, 100))):
+            if number == limit:
+                break
+            scroller.evaluate("(el, top) => { el.scrollTop = top; }", top)
+            paths.append(folder / f"{stem}-{number + 1:02d}.png")
+            self.page.screenshot(path=paths[-1])
+        return paths
+
     def set_notebook_width(self, width: int) -> None:
         """Resize the window so that the notebook column is ``width`` px wide (sidebars collapsed)."""
         self.page.evaluate(HIDE_SIDEBARS_JS)

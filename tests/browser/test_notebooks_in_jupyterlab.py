@@ -53,7 +53,7 @@ def test_notebook_runs_all_cells_in_jupyterlab_and_shows_every_output(
     steppers = _steppers(opened)
     for index in range(steppers.count()):
         assert steppers.nth(index).locator(".cqrs-lab-step").inner_text().startswith("step 0")
-    opened.page.screenshot(path=screenshots / f"{stem}.png", full_page=True)
+    assert opened.screenshot_pages(screenshots, stem)
     assert opened.console_errors == []
 
 
