@@ -51,6 +51,7 @@ __all__ = [
     "StoredProcess",
     "StoredQuery",
     "StoredSnapshot",
+    "checkpoint_conflict",
     "command_conflict",
     "import_conflict",
     "process_conflict",
@@ -113,6 +114,15 @@ def command_conflict(command: StoredCommand) -> str:
         f"command id {command.command_id!r} is already committed on "
         f"{command.aggregate_type}/{command.aggregate_id}; nothing of this commit was stored. "
         "CqrsFramework.execute(..., command_id=...) returns the events committed the first time."
+    )
+
+
+def checkpoint_conflict(name: str, expected: int) -> str:
+    """The message of a projection batch refused because another runner moved its checkpoint."""
+    return (
+        f"projection {name!r}: its checkpoint is no longer at position {expected}: another runner "
+        "of this projection committed first, and nothing of this batch was stored. "
+        "Projection.run goes on from the checkpoint that runner left."
     )
 
 
@@ -247,9 +257,15 @@ class QueryStore(Protocol):
         self,
         contexts: Sequence[QueryContext[Any]],
         *,
-        checkpoint: tuple[str, int] | None = None,
+        checkpoint: tuple[str, int, int] | None = None,
     ) -> list[QueryContext[Any]]:
-        """Commit several views and a projection checkpoint in one transaction."""
+        """Commit several views and a projection checkpoint in one transaction.
+
+        ``checkpoint`` is ``(name, expected, new)``: the checkpoint moves from
+        ``expected`` (0 also when there is none) to ``new``. When it is not at
+        ``expected`` (another runner of the projection moved it), or a view is
+        not at its version, ``ConcurrencyError`` is raised and nothing is written.
+        """
         ...
 
     def load_checkpoint(self, name: str) -> int:
@@ -638,9 +654,12 @@ class RecordQueryStore(ABC):
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None: ...
 
     @abstractmethod
-    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int, int] | None
+    ) -> None:
         """Write each record (its ``version`` is the new one) iff the stored version is
-        ``version - 1`` (absent counts as 0), plus the checkpoint, in one transaction.
+        ``version - 1`` (absent counts as 0), and move the checkpoint ``(name, expected,
+        new)`` iff it is at ``expected`` (as ``commit_processes`` does), in one transaction.
         Raise ``ConcurrencyError`` and write nothing when any check fails."""
 
     @abstractmethod
@@ -708,7 +727,7 @@ class RecordQueryStore(ABC):
         self,
         contexts: Sequence[QueryContext[Any]],
         *,
-        checkpoint: tuple[str, int] | None = None,
+        checkpoint: tuple[str, int, int] | None = None,
     ) -> list[QueryContext[Any]]:
         records = [
             StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json()) for c in contexts
