@@ -161,6 +161,10 @@ class StoredCommand:
         """Every column, in field order (what a commit inserts)."""
         return (*self.key(), self.command_type, self.payload, self.first_sequence, self.last_sequence)
 
+    def of(self, envelopes: Iterable[EventEnvelope]) -> list[EventEnvelope]:
+        """The events this command committed, among ``envelopes`` (its stream from ``first_sequence`` on)."""
+        return [e for e in envelopes if self.first_sequence <= e.sequence <= self.last_sequence]
+
 
 @dataclass(frozen=True, slots=True)
 class StoredProcess:
