@@ -14,7 +14,7 @@ holds in turn, then waits for the next commit (``store.subscribe``'s wake-ups:
 NOTIFY on PostgreSQL); every ``lease / 5`` seconds it also takes or hands over
 work to keep its fair share. A runner that has caught up with the log also fires
 its due deadlines (``fire_due()``, on the runner's clock), at each round, so a
-deadline is sent within about ``_IDLE_WAIT`` seconds of falling due. Setting
+deadline is sent within about a quarter of a second of falling due. Setting
 ``stop`` ends the worker after the batch in flight (which commits, or rolls
 back, whole).
 
@@ -176,7 +176,8 @@ class ProjectionWorker:
         """Deadlines each process runner fired in this worker (by name)."""
 
     def run(self, stop: threading.Event) -> dict[str, int]:
-        """Work until ``stop`` is set; returns how many events each projection applied here."""
+        """Work until ``stop`` is set; returns how many events each projection applied (each
+        runner handled) here, by name."""
         groups: dict[Hashable, list[Work]] = {}
         for projection in self.projections:
             groups.setdefault(_key(projection.query_store), []).append(projection)
@@ -270,7 +271,7 @@ class ProjectionWorker:
         for rejection in runner.failures:
             send = rejection.send
             log.warning(
-                "process runner %s: %s sent to %s/%s by %s was rejected: %s",
+                "process runner %s: %s sent to %s/%s by instance %s was rejected: %s",
                 runner.name,
                 type(send.command).__name__,
                 send.aggregate_type,
