@@ -218,23 +218,26 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _projections(spec: str, events: Any, queries: Any) -> list[Any]:
-    """The Projections named by ``MODULE:NAME``: a Projection, a list of them, or a callable
-    taking ``(event_store, query_store)`` and returning either."""
+    """The Projections and ProcessRunners named by ``MODULE:NAME``: one, a list of them, or a
+    callable taking ``(event_store, query_store)`` and returning either."""
+    from cqrs_lab.process import ProcessRunner
     from cqrs_lab.projections import Projection
 
+    runs = (Projection, ProcessRunner)
     found = _load_object(spec)
-    if callable(found) and not isinstance(found, Projection | type):
+    if callable(found) and not isinstance(found, (*runs, type)):
         found = found(events, queries)
-    items = [found] if isinstance(found, Projection) else found
+    items = [found] if isinstance(found, runs) else found
     try:
         projections = list(items)
     except TypeError:
         projections = [items]
-    bad = [p for p in projections if not isinstance(p, Projection)]
+    bad = [p for p in projections if not isinstance(p, runs)]
     if bad or not projections:
         raise ConfigurationError(
-            f"{spec} gave {bad[0] if bad else 'no projection'!r}: it must be a Projection, a list of "
-            "them, or a function taking (event_store, query_store) and returning them"
+            f"{spec} gave {bad[0] if bad else 'no projection'!r}: it must be a Projection or a "
+            "ProcessRunner, a list of them, or a function taking (event_store, query_store) and "
+            "returning them"
         )
     return projections
 
@@ -244,6 +247,7 @@ def _project(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from cqrs_lab.projections import Projection
     from cqrs_lab.worker import ProjectionWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -260,8 +264,16 @@ def _project(args: argparse.Namespace) -> int:
         finally:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
-    for name, count in applied.items():
-        print(f"projection {name}: {count} event(s) applied by this worker")
+    for projection in projections:
+        count = applied[projection.name]
+        if isinstance(projection, Projection):
+            print(f"projection {projection.name}: {count} event(s) applied by this worker")
+        else:
+            fired = worker.fired[projection.name]
+            print(
+                f"process runner {projection.name}: {count} event(s) handled and {fired} deadline(s) "
+                "fired by this worker"
+            )
     return 0
 
 
@@ -346,7 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=_replay)
 
     project = commands.add_parser(
-        "project", help="run projections continuously, sharing them with the other workers (Ctrl-C stops)"
+        "project",
+        help=(
+            "run projections and process runners continuously, sharing them with the other workers "
+            "(Ctrl-C stops)"
+        ),
     )
     _add_store_options(project)
     project.add_argument(
@@ -354,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="MODULE:NAME",
-        help="a Projection, a list of them, or a function (event_store, query_store) -> them (repeatable)",
+        help=(
+            "a Projection or ProcessRunner, a list of them, or a function (event_store, query_store) "
+            "-> them (repeatable)"
+        ),
     )
     project.add_argument(
         "--lease",

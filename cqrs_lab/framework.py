@@ -368,29 +368,14 @@ class CqrsFramework(Generic[A]):
         store: IdempotentEventStore | None,
     ) -> list[EventEnvelope]:
         """Load, handle, commit (with the command's row when ``store`` is given), dispatch."""
-        meta = {str(k): str(v) for k, v in metadata.items()}
-        meta["command_id"] = command_id
-        meta["command_type"] = type(command).__name__
-        meta.setdefault("correlation_id", command_id)
-        meta.setdefault("causation_id", command_id)
+        meta = self._metadata(command, metadata, command_id)
         attempt = 0
         while True:
             context = self.load_context(aggregate_id)
             events = self._handle(context, command)
             if not events:
                 return []
-            envelopes = [
-                EventEnvelope(
-                    aggregate_type=self.aggregate_type,
-                    aggregate_id=aggregate_id,
-                    sequence=context.version + i,
-                    payload=event,
-                    metadata=meta,
-                    recorded_at=self.clock(),
-                    event_id=self.ids(),
-                )
-                for i, event in enumerate(events, start=1)
-            ]
+            envelopes = self._envelopes(context, events, meta)
             try:
                 snapshot = self._snapshot(context, envelopes)
                 if store is None:
@@ -411,6 +396,35 @@ class CqrsFramework(Generic[A]):
                 self._cache_commit(aggregate_id, context.version, committed, self.cache)
             self._dispatch(aggregate_id, committed)
             return committed
+
+    @staticmethod
+    def _metadata(command: Command, metadata: Mapping[str, str], command_id: str) -> dict[str, str]:
+        """What every event of a command carries: ``metadata``, the command's id and type, and
+        ``correlation_id`` and ``causation_id`` (the command id unless ``metadata`` has them)."""
+        meta = {str(k): str(v) for k, v in metadata.items()}
+        meta["command_id"] = command_id
+        meta["command_type"] = type(command).__name__
+        meta.setdefault("correlation_id", command_id)
+        meta.setdefault("causation_id", command_id)
+        return meta
+
+    def _envelopes(
+        self, context: AggregateContext[A], events: Sequence[Event], metadata: dict[str, str]
+    ) -> list[EventEnvelope]:
+        """The envelopes of ``events`` decided on ``context``: the next sequences, one
+        ``metadata`` mapping shared by all (stores encode it once), a time and an id each."""
+        return [
+            EventEnvelope(
+                aggregate_type=self.aggregate_type,
+                aggregate_id=context.aggregate_id,
+                sequence=context.version + i,
+                payload=event,
+                metadata=metadata,
+                recorded_at=self.clock(),
+                event_id=self.ids(),
+            )
+            for i, event in enumerate(events, start=1)
+        ]
 
     def _execute_once(
         self, aggregate_id: str, command: Command, metadata: Mapping[str, str], command_id: str
@@ -462,6 +476,12 @@ class CqrsFramework(Generic[A]):
         stored = store.load_command(self.aggregate_type, aggregate_id, command_id)
         if stored is None:
             return None
+        self._same_command(stored, command)
+        after = stored.first_sequence - 1
+        return stored.of(store.load_events(self.aggregate_type, aggregate_id, after_sequence=after))
+
+    def _same_command(self, stored: StoredCommand, command: Command) -> None:
+        """Raise ``DuplicateCommandError`` unless ``stored`` (found under ``command``'s id) is ``command``."""
         cls = type(command)
         same = stored.command_type == cls.__name__
         if same:
@@ -471,15 +491,12 @@ class CqrsFramework(Generic[A]):
                 same = False
         if not same:
             raise DuplicateCommandError(
-                f"command id {command_id!r} was already used on {self.aggregate_type}/{aggregate_id} "
-                f"by another command ({stored.command_type} {stored.payload}), not by "
-                f"{cls.__name__} {command.model_dump_json()}; nothing was done. A command id names "
-                "one command: give this command an id of its own.",
-                command_id,
+                f"command id {stored.command_id!r} was already used on {self.aggregate_type}/"
+                f"{stored.aggregate_id} by another command ({stored.command_type} {stored.payload}), "
+                f"not by {cls.__name__} {command.model_dump_json()}; nothing was done. A command id "
+                "names one command: give this command an id of its own.",
+                stored.command_id,
             )
-        first, last = stored.first_sequence, stored.last_sequence
-        envelopes = store.load_events(self.aggregate_type, aggregate_id, after_sequence=first - 1)
-        return [e for e in envelopes if e.sequence <= last]
 
     def _cache_commit(
         self,

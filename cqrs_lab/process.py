@@ -38,6 +38,7 @@ from cqrs_lab.domain import (
 from cqrs_lab.envelope import Clock, EventEnvelope, caused_by, system_clock
 from cqrs_lab.errors import ConfigurationError, CorruptRecordError, TechnicalError, UserError
 from cqrs_lab.framework import CqrsFramework
+from cqrs_lab.projections import Progress
 from cqrs_lab.stores.base import (
     EventStore,
     ProcessStore,
@@ -274,18 +275,28 @@ class ProcessRunner(Generic[P]):
         ]
 
     # -- running -------------------------------------------------------------
-    def run_once(self) -> int:
+    def run_once(self, *, limit: int | None = None, progress: Progress | None = None) -> int:
         """Handle every event after the checkpoint, a batch per transaction; returns how
-        many events concerned an instance (``route`` gave an id)."""
+        many events concerned an instance (``route`` gave an id).
+
+        ``limit`` bounds how many events it reads (a ``ProjectionWorker`` reads a
+        batch at a time); ``progress`` is called with the number read after each batch.
+        """
         handled = 0
+        left = limit
         position = self.position
-        while True:
-            events = self.event_store.read_all(position, batch_size=self.batch_size)
-            batch = list(islice(events, self.batch_size))
+        while left is None or left > 0:
+            size = self.batch_size if left is None else min(self.batch_size, left)
+            batch = list(islice(self.event_store.read_all(position, batch_size=size), size))
             if not batch:
-                return handled
+                break
             handled += self._run_batch(position, batch)
             position = batch[-1].position
+            if left is not None:
+                left -= len(batch)
+            if progress is not None:
+                progress(len(batch))
+        return handled
 
     def _run_batch(self, position: int, batch: list[EventEnvelope]) -> int:
         routed = [(e, pid) for e in batch if (pid := self.process_cls.route(e)) is not None]

@@ -2,12 +2,16 @@
 
 A ``Projection`` commits its view updates and its new checkpoint in one
 transaction per batch, so each event is applied exactly once even if the
-process dies between batches. It is the answer to events that were committed
-but never dispatched: a projection that fell behind catches up from the log.
+process dies between batches. The checkpoint moves only from where the batch
+started: a runner of the same projection that lost a race (another process, a
+worker whose lease expired) writes nothing of its batch. It is the answer to
+events that were committed but never dispatched: a projection that fell behind
+catches up from the log.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -16,11 +20,13 @@ from typing import Any
 
 from cqrs_lab.domain import Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext
-from cqrs_lab.errors import ConfigurationError, ProjectionLagError
+from cqrs_lab.errors import ConcurrencyError, ConfigurationError, ProjectionLagError
 from cqrs_lab.stores.base import EventStore, QueryStore, RecordQueryStore, validate_identifier
 from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, check_wait_arguments
 
 __all__ = ["Projection"]
+
+log = logging.getLogger("cqrs_lab.projections")
 
 Progress = Callable[[int], None]
 """Called with the number of events applied after each batch."""
@@ -66,22 +72,50 @@ class Projection:
         return self.query_store.load_checkpoint(self.name)
 
     def run(self, *, limit: int | None = None, progress: Progress | None = None) -> int:
-        """Apply every event after the checkpoint (at most ``limit``); returns how many were read."""
-        done = 0
-        position = self.position
-        events = self.event_store.read_all(position, batch_size=self.batch_size)
-        if limit is not None:
-            events = islice(events, limit)
-        while True:
-            batch = list(islice(events, self.batch_size))
-            if not batch:
-                return done
-            self._apply(batch)
-            done += len(batch)
-            if progress is not None:
-                progress(len(batch))
+        """Apply every event after the checkpoint, a batch per transaction; returns how many
+        this call applied. ``limit`` bounds how many events it reads.
 
-    def _apply(self, batch: list[EventEnvelope]) -> None:
+        When another runner of this projection (same name and query store) moves the
+        checkpoint first, the batch in hand is dropped, nothing of it written, and
+        reading goes on from the checkpoint that runner left: no event is applied twice.
+        """
+        done = 0
+        left = limit
+        position = self.position
+        while left is None or left > 0:
+            events = self.event_store.read_all(position, batch_size=self.batch_size)
+            if left is not None:
+                events = islice(events, left)
+            while batch := list(islice(events, self.batch_size)):
+                if left is not None:
+                    left -= len(batch)
+                try:
+                    self._apply(position, batch)
+                except ConcurrencyError:
+                    moved = self.position
+                    if moved == position:
+                        raise  # a view another writer changed; the checkpoint is where it was
+                    log.warning(
+                        "projection %s: another runner moved the checkpoint from %d to %d first; "
+                        "its batch up to position %d was not written, going on from %d",
+                        self.name,
+                        position,
+                        moved,
+                        batch[-1].position,
+                        moved,
+                    )
+                    position = moved
+                    break
+                position = batch[-1].position
+                done += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+            else:
+                return done
+        return done
+
+    def _apply(self, position: int, batch: list[EventEnvelope]) -> None:
+        """Apply ``batch`` (the events after checkpoint ``position``) and commit it."""
         relevant = [
             e for e in batch if self.aggregate_types is None or e.aggregate_type in self.aggregate_types
         ]
@@ -92,7 +126,7 @@ class Projection:
             for envelope, vid in zip(relevant, view_ids, strict=True):
                 views[vid].payload.update(envelope)
             contexts.extend(views.values())
-        self.query_store.commit_batch(contexts, checkpoint=(self.name, batch[-1].position))
+        self.query_store.commit_batch(contexts, checkpoint=(self.name, position, batch[-1].position))
 
     def wait_for(
         self, position: int, timeout: float | None = 5.0, *, poll_interval: float = POLL_INTERVAL

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from cqrs_lab import (
     ConcurrencyError,
     CqrsFramework,
     DispatchError,
+    DuplicateCommandError,
     EventEnvelope,
     QueryProcessor,
     UserError,
@@ -29,6 +31,7 @@ from cqrs_lab.examples.bank_account import (
     OpenBankAccount,
     WithdrawMoney,
 )
+from cqrs_lab.stores.base import StoredSnapshot
 from cqrs_lab.stores.postgres import PostgresEventStore
 from tests.conftest import Backend
 
@@ -214,3 +217,110 @@ def test_an_async_subscription_is_woken_by_commits_on_every_store(backend: Backe
         return got
 
     assert asyncio.run(main()) == [1, 2, 3]
+
+
+# -- command ids ------------------------------------------------------------------
+def test_an_async_command_id_runs_once_and_a_repeat_returns_the_first_envelopes_on_every_store(
+    backend: Backend,
+) -> None:
+    recorder = Recorder()
+
+    async def main() -> None:
+        bank = AsyncCqrsFramework(BankAccount, _async_store(backend), [recorder])
+        try:
+            await bank.execute("ACC-1", OpenBankAccount(account_id="ACC-1"))
+            first = await bank.execute("ACC-1", DepositMoney(amount=Decimal("10.00")), command_id="dep-42")
+            again = await bank.execute("ACC-1", DepositMoney(amount=Decimal("10.00")), command_id="dep-42")
+            assert again == first and first[0].metadata["command_id"] == "dep-42"
+            meta = await bank.execute_with_metadata(
+                "ACC-1", DepositMoney(amount=Decimal("10.00")), {"by": "other"}, command_id="dep-42"
+            )
+            assert meta == first and meta[0].metadata.get("by") is None  # nothing was handled again
+            with pytest.raises(DuplicateCommandError, match="'dep-42'") as caught:
+                await bank.execute("ACC-1", DepositMoney(amount=Decimal("99.00")), command_id="dep-42")
+            assert caught.value.command_id == "dep-42"
+            with pytest.raises(UserError):  # a rejected command leaves its id free
+                await bank.execute("ACC-1", WithdrawMoney(amount=Decimal("50.00")), command_id="w-1")
+            await bank.execute("ACC-1", DepositMoney(amount=Decimal("50.00")))
+            [withdrawn] = await bank.execute(
+                "ACC-1", WithdrawMoney(amount=Decimal("50.00")), command_id="w-1"
+            )
+            assert withdrawn.sequence == 4
+            assert [e.sequence for e in await bank.events("ACC-1")] == [1, 2, 3, 4]
+            assert (await bank.load("ACC-1")).balance == Decimal("10.00")
+        finally:
+            await bank.event_store.close()
+
+    asyncio.run(main())
+    assert recorder.seen == [1, 2, 3, 4]  # the repeats dispatched nothing
+
+
+def test_a_command_id_is_shared_by_the_sync_and_the_async_framework_on_one_store(backend: Backend) -> None:
+    store = backend.event_store()
+    sync_bank = CqrsFramework(BankAccount, store)
+    sync_bank.execute("ACC-1", OpenBankAccount(account_id="ACC-1"))
+    by_sync = sync_bank.execute("ACC-1", DepositMoney(amount=Decimal("3.00")), command_id="s")
+
+    async def main() -> list[EventEnvelope]:
+        # Postgres: the native store on the same schema; elsewhere the same store, run in threads
+        postgres = backend.name == "postgres"
+        bank = AsyncCqrsFramework(BankAccount, _async_store(backend) if postgres else store)
+        try:
+            assert (
+                await bank.execute("ACC-1", DepositMoney(amount=Decimal("3.00")), command_id="s") == by_sync
+            )
+            return await bank.execute("ACC-1", DepositMoney(amount=Decimal("4.00")), command_id="a")
+        finally:
+            if postgres:
+                await bank.event_store.close()
+
+    by_async = asyncio.run(main())
+    assert sync_bank.execute("ACC-1", DepositMoney(amount=Decimal("4.00")), command_id="a") == by_async
+    assert sync_bank.load("ACC-1").balance == Decimal("7.00")
+
+
+def test_async_tasks_racing_with_one_command_id_commit_once_and_all_get_its_envelopes(
+    backend: Backend,
+) -> None:
+    async def main() -> None:
+        bank = AsyncCqrsFramework(BankAccount, _async_store(backend))  # retries=0: no second try
+        try:
+            await bank.execute("ACC-1", OpenBankAccount(account_id="ACC-1"))
+            for round_ in range(5):
+                results = await asyncio.gather(
+                    *(
+                        bank.execute(
+                            "ACC-1", DepositMoney(amount=Decimal("1.00")), command_id=f"race-{round_}"
+                        )
+                        for _ in range(8)
+                    )
+                )
+                [winner] = {tuple(e.event_id for e in r) for r in results}
+                assert len(winner) == 1
+            events = await bank.events("ACC-1")
+            assert [e.metadata["command_id"] for e in events[1:]] == [f"race-{n}" for n in range(5)]
+        finally:
+            await bank.event_store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_the_async_postgres_store_refuses_a_taken_command_id_whole(postgres_dsn: str, pg_schema: str) -> None:
+    async def main() -> None:
+        async with AsyncPostgresEventStore(postgres_dsn, schema=pg_schema) as store:
+            bank = AsyncCqrsFramework(BankAccount, store)
+            await bank.execute("ACC-1", OpenBankAccount(account_id="ACC-1"))
+            [event] = await bank.execute("ACC-1", DepositMoney(amount=Decimal("1.00")), command_id="c-1")
+            stored = await store.load_command("BankAccount", "ACC-1", "c-1")
+            assert stored is not None and (stored.first_sequence, stored.last_sequence) == (2, 2)
+            later = replace(event, sequence=3, event_id="another")
+            snapshot = StoredSnapshot("BankAccount", "ACC-1", 3, "{}")
+            command = replace(stored, first_sequence=3, last_sequence=3)
+            with pytest.raises(ConcurrencyError, match="command id 'c-1' is already committed"):
+                await store.commit([later], snapshot=snapshot, command=command)
+            assert [e.sequence for e in await store.load_events("BankAccount", "ACC-1")] == [1, 2]
+            assert (await store.load_snapshot_and_stream("BankAccount", "ACC-1"))[0] is None
+            assert await store.load_command("BankAccount", "ACC-1", "nope") is None
+
+    asyncio.run(main())

@@ -150,7 +150,7 @@ def test_sample_writes_the_generator_output(tmp_path: Path, capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
-        ("cqrs_lab.examples.bank_account:BankAccountQuery", "it must be a Projection, a list of them"),
+        ("cqrs_lab.examples.bank_account:BankAccountQuery", "a Projection or a ProcessRunner, a list"),
         ("cqrs_lab.examples.bank_account:nothing_here", "has no 'nothing_here'"),
         ("no_such_module_here:projections", "cannot import 'no_such_module_here'"),
     ],

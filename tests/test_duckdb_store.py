@@ -56,7 +56,7 @@ def test_events_views_and_checkpoints_survive_closing_and_reopening_the_file(tmp
     path = tmp_path / "bank.duckdb"
     with DuckDBEventStore(path) as store, DuckDBQueryStore(store) as queries:
         open_account(bank(store, queries), "A-1", "10.50")
-        queries.commit_batch([], checkpoint=("proj", 2))
+        queries.commit_batch([], checkpoint=("proj", 0, 2))
     with DuckDBEventStore(path) as store, DuckDBQueryStore(path) as queries:
         assert [e.sequence for e in store.load_events("BankAccount", "A-1")] == [1, 2]
         assert queries.load(BankAccountQuery, "A-1").payload.balance == Decimal("10.50")

@@ -21,8 +21,9 @@ import pytest
 
 from cqrs_lab import CqrsFramework, MemoryQueryStore, Projection
 from cqrs_lab.examples.bank_account import BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount
+from cqrs_lab.examples.checkout import Order, Payment, PlaceOrder, ReceivePayment
 from cqrs_lab.stores.postgres import OWNERS, PostgresEventStore, PostgresQueryStore
-from tests.live_views import Activity, projections
+from tests.live_views import Activity, processes, projections
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -214,3 +215,64 @@ def test_wait_for_sees_a_worker_process_apply_the_command_just_executed(
         process.send_signal(signal.SIGINT)
         _, err = finish(process)
     assert "worker rw stopped (accounts: 7 event(s) applied here)" in err
+
+
+def test_two_workers_run_a_process_runner_in_one_of_them_owner_killed_nothing_sent_twice(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    lease = 10.0
+    ids = [f"O-{n}" for n in range(80)]
+    with PostgresEventStore(postgres_dsn, schema=pg_schema) as store:
+        orders = CqrsFramework(Order, store)
+        for oid in ids:
+            orders.execute(oid, PlaceOrder(order_id=oid, amount=Decimal("4.50")))
+    workers = {
+        name: worker(postgres_dsn, pg_schema, name, "tests.live_views:processes", lease)
+        for name in ("p1", "p2")
+    }
+    held: list[str] = []
+
+    def one_owner() -> bool:
+        held[:] = owners(postgres_dsn, pg_schema, "Checkout")
+        return len(held) == 1
+
+    with PostgresEventStore(postgres_dsn, schema=pg_schema) as store, PostgresQueryStore(store) as queries:
+        [checkout] = processes(store, queries)
+        wait_until("one worker holds the runner", one_owner)
+        [victim] = held
+        wait_until("the runner is mid-run", lambda: checkout.position > 0)
+        workers[victim].kill()
+        killed_at = time.monotonic()
+        assert workers[victim].wait(HANG_GUARD) == -signal.SIGKILL
+        [survivor] = [name for name in workers if name != victim]
+        taken_at = wait_until(
+            "the other worker takes the runner over",
+            lambda: owners(postgres_dsn, pg_schema, "Checkout") == [survivor],
+        )
+        assert taken_at - killed_at < lease
+
+        def types(aggregate_type: str, oid: str) -> list[str]:
+            return [e.event_type for e in store.load_events(aggregate_type, oid)]
+
+        # each order: payment requested, then cancelled by its deadline (the runner's clock is ahead)
+        wait_until("every order is cancelled", lambda: all(len(types("Order", o)) == 2 for o in ids))
+        payments = CqrsFramework(Payment, store)
+        for oid in ids[:10]:
+            payments.execute(oid, ReceivePayment())  # too late: its ConfirmOrder is rejected, then refunded
+        wait_until(
+            "the late payments are refunded", lambda: all(len(types("Payment", o)) == 3 for o in ids[:10])
+        )
+        head = max(e.position for e in store.read_all())
+        wait_until("the runner has caught up", lambda: checkout.position == head)
+        for oid in ids:  # nothing sent twice
+            assert types("Order", oid) == ["OrderPlaced", "OrderCancelled"]
+        for oid in ids[:10]:
+            assert types("Payment", oid) == ["PaymentRequested", "PaymentReceived", "PaymentRefunded"]
+        for oid in ids[10:]:
+            assert types("Payment", oid) == ["PaymentRequested"]
+        assert checkout.pending() == []
+        assert head == len(ids) * 3 + 10 * 2
+    workers[survivor].send_signal(signal.SIGTERM)
+    out, err = finish(workers[survivor])
+    assert "took process runner Checkout" in err
+    assert "process runner Checkout:" in out and "deadline(s) fired by this worker" in out

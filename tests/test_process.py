@@ -126,6 +126,21 @@ def test_run_once_counts_routed_events_and_handles_what_its_own_commands_caused(
     assert s.types("Order", "O-1") == ["OrderPlaced", "OrderConfirmed"]
 
 
+def test_run_once_reads_at_most_limit_events_and_reports_each_batch(backend: Backend) -> None:
+    s = shop(backend)
+    s.payments.execute("O-9", RequestPayment(order_id="O-9", amount=Decimal("1.00")))  # routed nowhere
+    s.place("O-1", "O-2", "O-3", "O-4")
+    placed = [e.position for e in s.store.read_all()]
+    checkout = s.runner(batch_size=2)
+    steps: list[int] = []
+    assert checkout.run_once(limit=3, progress=steps.append) == 2  # O-9's event, O-1, O-2
+    assert steps == [2, 1] and checkout.position == placed[2]
+    assert s.types("Payment", "O-3") == []
+    assert checkout.run_once(progress=steps.append) == 2  # O-3, O-4, then what their sends caused
+    assert sum(steps) == len(list(s.store.read_all())) == checkout.position
+    assert checkout.run_once(limit=5) == 0
+
+
 def test_state_deadlines_and_checkpoint_live_in_the_query_store(backend: Backend) -> None:
     s = shop(backend)
     s.place("O-1")

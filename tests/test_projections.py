@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import Field
 
-from cqrs_lab import CqrsFramework, EventEnvelope, Projection, Query, QueryContext, SequentialIds
+from cqrs_lab import (
+    ConcurrencyError,
+    CqrsFramework,
+    EventEnvelope,
+    Projection,
+    Query,
+    QueryContext,
+    SequentialIds,
+)
 from cqrs_lab.examples.bank_account import (
     BankAccount,
     BankAccountQuery,
@@ -187,3 +197,78 @@ def test_projections_keep_their_own_checkpoints_and_aggregate_type_filter(backen
     assert queries.load(EventCount, "A-0").payload.count == 2
     everything.rebuild()
     assert nothing.position == committed[-1].position
+
+
+# -- two runners of one projection -------------------------------------------------
+class RacedBy(Projection):
+    """Runs ``other`` once, after this runner read a batch and before it applies it."""
+
+    other: Callable[[], object] | None = None
+
+    def _apply(self, position: int, batch: list[EventEnvelope]) -> None:
+        other, self.other = self.other, None
+        if other is not None:
+            other()
+        super()._apply(position, batch)
+
+
+def ledger_positions(queries: Any, accounts: int = 3) -> list[int]:
+    return sorted(p for a in range(accounts) for p in queries.load(Ledger, f"A-{a}").payload.positions)
+
+
+def test_a_runner_that_lost_the_race_writes_nothing_and_goes_on_from_the_winners_checkpoint(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = backend.event_store()
+    queries = backend.query_store(store)
+    committed = fill(store)
+    positions = [e.position for e in committed]
+    first = RacedBy("ledger", store, queries, [Ledger, EventCount], batch_size=4)
+    # the other runner: another query store object on the same database (memory: the same one)
+    second = Projection(
+        "ledger", store, queries if backend.name == "memory" else backend.query_store(), [Ledger, EventCount]
+    )
+    caplog.set_level(logging.WARNING, logger="cqrs_lab.projections")
+
+    first.other = lambda: second.run(limit=6)
+    assert first.run(limit=4) == 0  # its batch (events 1-4) lost: nothing applied, nothing more read
+    assert first.position == positions[5]
+    assert ledger_positions(queries) == positions[:6]
+    assert f"another runner moved the checkpoint from 0 to {positions[5]} first" in caplog.text
+
+    first.other = lambda: second.run(limit=3)  # takes events 7-9 while first holds 7-10
+    assert first.run() == len(committed) - 9  # dropped its batch, then read on from 9
+    assert first.position == positions[-1]
+    assert ledger_positions(queries) == positions  # every event once
+    assert sum(queries.load(EventCount, f"A-{a}").payload.count for a in range(3)) == len(committed)
+    for account, view in expected_views(committed).items():
+        assert queries.load(Ledger, account).payload.balance == view.balance
+
+
+class Contested(Query):
+    """A view that another writer changes while a projection batch is applying it."""
+
+    query_type = "projection_test.Contested"
+    meddle: ClassVar[Callable[[], object] | None] = None
+
+    count: int = 0
+
+    def update(self, envelope: EventEnvelope) -> None:
+        meddle, Contested.meddle = Contested.meddle, None
+        if meddle is not None:
+            meddle()
+        self.count += 1
+
+
+def test_a_view_changed_by_another_writer_is_still_a_concurrency_error(backend: Backend) -> None:
+    store = backend.event_store()
+    queries = backend.query_store(store)
+    committed = fill(store, accounts=2, rounds=1)
+    projection = Projection("contested", store, queries, [Contested])
+    Contested.meddle = lambda: queries.commit(QueryContext("A-0", 0, Contested(count=100)))
+    with pytest.raises(ConcurrencyError, match="Contested/A-0"):
+        projection.run()
+    assert projection.position == 0  # not a race with another runner: the caller is told
+    assert queries.load(Contested, "A-1").version == 0
+    assert projection.run() == len(committed)
+    assert queries.load(Contested, "A-0").payload.count == 100 + 2

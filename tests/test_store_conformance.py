@@ -563,31 +563,51 @@ def test_commit_batch_writes_views_and_checkpoint_together(backend: Backend) -> 
     old.payload.label = "old, updated"
     queries.commit_batch(
         [old, QueryContext("new", 0, TallyView(label="new")), QueryContext("o", 0, OtherView(count=2))],
-        checkpoint=("proj", 42),
+        checkpoint=("proj", 0, 42),
     )
     assert queries.load_checkpoint("proj") == 42
     assert queries.load(TallyView, "old").payload.label == "old, updated"
     assert queries.load(TallyView, "new").version == 1
     assert queries.load(OtherView, "o").payload.count == 2
-    queries.commit_batch([], checkpoint=("proj", 43))
+    queries.commit_batch([], checkpoint=("proj", 42, 43))
     assert queries.load_checkpoint("proj") == 43
     assert queries.load_checkpoint("other") == 0
 
 
 def test_refused_commit_batch_writes_no_view_and_keeps_the_checkpoint(backend: Backend) -> None:
     queries = backend.query_store(backend.event_store())
-    queries.commit_batch([QueryContext("taken", 0, TallyView(label="first"))], checkpoint=("proj", 5))
+    queries.commit_batch([QueryContext("taken", 0, TallyView(label="first"))], checkpoint=("proj", 0, 5))
     with pytest.raises(ConcurrencyError):
         queries.commit_batch(
             [
                 QueryContext("fresh", 0, TallyView(label="x")),
                 QueryContext("taken", 0, TallyView(label="stale")),
             ],
-            checkpoint=("proj", 9),
+            checkpoint=("proj", 5, 9),
         )
     assert queries.load(TallyView, "fresh").version == 0
     assert queries.load(TallyView, "taken").payload.label == "first"
     assert queries.load_checkpoint("proj") == 5
+
+
+def test_commit_batch_moves_the_checkpoint_only_from_where_the_batch_started(backend: Backend) -> None:
+    queries = backend.query_store(backend.event_store())
+    queries.commit_batch([QueryContext("v", 0, TallyView(label="first"))], checkpoint=("proj", 0, 5))
+    for stale in (0, 3, 9):  # a runner that read the checkpoint at 0, or anywhere but 5
+        refused = f"'proj': its checkpoint is no longer at position {stale}"
+        with pytest.raises(ConcurrencyError, match=refused):
+            queries.commit_batch([QueryContext("w", 0, TallyView(label="x"))], checkpoint=("proj", stale, 8))
+    assert queries.load(TallyView, "w").version == 0  # nothing of a refused batch is written
+    assert queries.load_checkpoint("proj") == 5
+    queries.commit_batch([QueryContext("w", 0, TallyView(label="fresh"))], checkpoint=("proj", 5, 8))
+    assert queries.load_checkpoint("proj") == 8
+    assert queries.load(TallyView, "w").payload.label == "fresh"
+    queries.reset([TallyView.query_type], checkpoint="proj")
+    with pytest.raises(ConcurrencyError):  # a runner that read 8 before the reset
+        queries.commit_batch([], checkpoint=("proj", 8, 9))
+    assert queries.load_checkpoint("proj") == 0
+    queries.commit_batch([], checkpoint=("proj", 0, 2))  # an absent checkpoint is at 0
+    assert queries.load_checkpoint("proj") == 2
 
 
 def test_reset_deletes_views_of_the_given_types_and_the_checkpoint(backend: Backend) -> None:
@@ -598,9 +618,9 @@ def test_reset_deletes_views_of_the_given_types_and_the_checkpoint(backend: Back
             QueryContext("b", 0, TallyView()),
             QueryContext("a", 0, OtherView()),
         ],
-        checkpoint=("proj", 7),
+        checkpoint=("proj", 0, 7),
     )
-    queries.commit_batch([], checkpoint=("keep", 3))
+    queries.commit_batch([], checkpoint=("keep", 0, 3))
     queries.reset([TallyView.query_type], checkpoint="proj")
     assert queries.load(TallyView, "a").version == 0
     assert queries.load(TallyView, "b").version == 0

@@ -1,8 +1,8 @@
 """``AsyncCqrsFramework``: load → handle → commit → dispatch, awaiting the store.
 
-Handling a command and building a snapshot are the sync ``CqrsFramework``'s own
-steps (``_handle``, ``_snapshot``): only the store calls and the dispatch are
-awaited. Sync stores are adapted with threads (``ThreadedEventStore``); sync
+Handling a command, its metadata and envelopes, its snapshot and its command
+record are the sync ``CqrsFramework``'s own steps: only the store calls and the
+dispatch are awaited. Sync stores are adapted with threads (``ThreadedEventStore``); sync
 dispatchers (``QueryProcessor``, ...) run in a thread, dispatchers whose
 ``dispatch`` is a coroutine function are awaited.
 """
@@ -22,9 +22,9 @@ from cqrs_lab.aio.threaded import ThreadedEventStore
 from cqrs_lab.codec import EventCodec
 from cqrs_lab.domain import Aggregate, Command, Event
 from cqrs_lab.envelope import AggregateContext, Clock, EventEnvelope, IdSource
-from cqrs_lab.errors import ConcurrencyError, DispatchError
+from cqrs_lab.errors import ConcurrencyError, DispatchError, UserError
 from cqrs_lab.framework import CqrsFramework, SnapshotIgnoredWarning, _dispatcher_name, _replay_stream
-from cqrs_lab.stores.base import EventStore, RecordEventStore, StoredSnapshot
+from cqrs_lab.stores.base import EventStore, RecordEventStore, StoredCommand, StoredSnapshot
 
 __all__ = ["AsyncCqrsFramework", "AsyncEventStore"]
 
@@ -50,8 +50,16 @@ class AsyncEventStore(Protocol):
     ) -> list[EventEnvelope]: ...
 
     async def commit(
-        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
     ) -> list[EventEnvelope]: ...
+
+    async def load_command(
+        self, aggregate_type: str, aggregate_id: str, command_id: str
+    ) -> StoredCommand | None: ...
 
     def read_all(
         self, after_position: int = 0, *, batch_size: int = 1000
@@ -70,7 +78,8 @@ class AsyncCqrsFramework(Generic[A]):
     ``event_store`` is an ``AsyncPostgresEventStore`` (native asyncio) or any
     sync store of ours (memory, DuckDB, PostgreSQL), which is run in threads.
     ``retries``, ``clock``, ``ids`` and ``snapshot_every`` mean what they mean
-    for ``CqrsFramework``; there is no aggregate cache (every load reads the store).
+    for ``CqrsFramework``, and so does ``execute(..., command_id=...)``; there is no
+    aggregate cache (every load reads the store).
     """
 
     def __init__(
@@ -146,50 +155,90 @@ class AsyncCqrsFramework(Generic[A]):
         return await self.event_store.load_events(self.aggregate_type, aggregate_id)
 
     # -- commands ----------------------------------------------------------
-    async def execute(self, aggregate_id: str, command: Command) -> list[EventEnvelope]:
-        """Handle ``command`` on the aggregate; returns the committed envelopes."""
-        return await self.execute_with_metadata(aggregate_id, command, {})
+    async def execute(
+        self, aggregate_id: str, command: Command, command_id: str | None = None
+    ) -> list[EventEnvelope]:
+        """Handle ``command`` on the aggregate; returns the committed envelopes.
+
+        With ``command_id``, the command runs at most once on this aggregate, as with
+        ``CqrsFramework.execute``: a repeat returns the events committed the first time
+        and does nothing else (``DuplicateCommandError`` if the id named another command).
+        """
+        return await self.execute_with_metadata(aggregate_id, command, {}, command_id)
 
     async def execute_with_metadata(
-        self, aggregate_id: str, command: Command, metadata: Mapping[str, str]
+        self,
+        aggregate_id: str,
+        command: Command,
+        metadata: Mapping[str, str],
+        command_id: str | None = None,
     ) -> list[EventEnvelope]:
         """Like ``execute``; ``metadata`` lands on every event (as ``CqrsFramework`` does it)."""
+        if command_id is None:
+            return await self._execute(aggregate_id, command, metadata, self._core.ids(), once=False)
+        earlier = await self._committed(aggregate_id, command, command_id)
+        if earlier is not None:
+            return earlier
+        # A twin task or process may commit the id between the lookup above and the load:
+        # then this one is rejected or decides nothing, and returns the twin's events.
+        try:
+            committed = await self._execute(aggregate_id, command, metadata, command_id, once=True)
+        except UserError:
+            earlier = await self._committed(aggregate_id, command, command_id)
+            if earlier is not None:
+                return earlier
+            raise
+        if not committed:
+            earlier = await self._committed(aggregate_id, command, command_id)
+            if earlier is not None:
+                return earlier
+        return committed
+
+    async def _execute(
+        self, aggregate_id: str, command: Command, metadata: Mapping[str, str], command_id: str, *, once: bool
+    ) -> list[EventEnvelope]:
+        """Load, handle, commit (with the command's id when ``once``), dispatch."""
         core = self._core
-        command_id = core.ids()
-        meta = {str(k): str(v) for k, v in metadata.items()}
-        meta["command_id"] = command_id
-        meta["command_type"] = type(command).__name__
-        meta.setdefault("correlation_id", command_id)
-        meta.setdefault("causation_id", command_id)
+        meta = core._metadata(command, metadata, command_id)
         attempt = 0
         while True:
             context = await self.load_context(aggregate_id)
             events = core._handle(context, command)
             if not events:
                 return []
-            envelopes = [
-                EventEnvelope(
-                    aggregate_type=self.aggregate_type,
-                    aggregate_id=aggregate_id,
-                    sequence=context.version + i,
-                    payload=event,
-                    metadata=meta,
-                    recorded_at=core.clock(),
-                    event_id=core.ids(),
-                )
-                for i, event in enumerate(events, start=1)
-            ]
+            envelopes = core._envelopes(context, events, meta)
+            snapshot = core._snapshot(context, envelopes)
             try:
-                committed = await self.event_store.commit(
-                    envelopes, snapshot=core._snapshot(context, envelopes)
-                )
+                if once:
+                    record = core._command_record(aggregate_id, command, command_id, envelopes)
+                    committed = await self.event_store.commit(envelopes, snapshot=snapshot, command=record)
+                else:
+                    committed = await self.event_store.commit(envelopes, snapshot=snapshot)
             except ConcurrencyError:
+                if once:
+                    earlier = await self._committed(aggregate_id, command, command_id)
+                    if earlier is not None:
+                        return earlier  # the same command won a race, or was committed meanwhile
                 if attempt >= core.retries:
                     raise
                 attempt += 1
                 continue
             await self._dispatch(aggregate_id, committed)
             return committed
+
+    async def _committed(
+        self, aggregate_id: str, command: Command, command_id: str
+    ) -> list[EventEnvelope] | None:
+        """The envelopes committed under ``command_id`` on the aggregate, if it was used
+        (``DuplicateCommandError`` when it was used by a different command)."""
+        stored = await self.event_store.load_command(self.aggregate_type, aggregate_id, command_id)
+        if stored is None:
+            return None
+        self._core._same_command(stored, command)
+        after = stored.first_sequence - 1
+        return stored.of(
+            await self.event_store.load_events(self.aggregate_type, aggregate_id, after_sequence=after)
+        )
 
     async def _dispatch(self, aggregate_id: str, committed: list[EventEnvelope]) -> None:
         failures: list[tuple[str, BaseException]] = []

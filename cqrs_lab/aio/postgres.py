@@ -28,7 +28,13 @@ from cqrs_lab.domain import Event
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import ConcurrencyError, ConfigurationError, StoreError, StoreUnavailableError
 from cqrs_lab.stores import _sql
-from cqrs_lab.stores.base import RecordCodec, StoredSnapshot, validate_identifier
+from cqrs_lab.stores.base import (
+    RecordCodec,
+    StoredCommand,
+    StoredSnapshot,
+    command_conflict,
+    validate_identifier,
+)
 from cqrs_lab.stores.postgres import (
     DEFAULT_SCHEMA,
     EVENTS_CHANNEL,
@@ -148,6 +154,15 @@ class AsyncPostgresEventStore(RecordCodec):
             rows = await cursor.fetchall()
         return self._decode_rows([StoredEvent(*row) for row in rows])
 
+    async def load_command(
+        self, aggregate_type: str, aggregate_id: str, command_id: str
+    ) -> StoredCommand | None:
+        """The command committed with ``command_id`` on that aggregate, if any."""
+        async with self._connection("load a command") as conn:
+            cursor = await conn.execute(self._q.load_command, [aggregate_type, aggregate_id, command_id])
+            row = await cursor.fetchone()
+        return None if row is None else StoredCommand(*row)
+
     async def _read(self, after_position: int, limit: int) -> list[EventEnvelope]:
         async with self._connection("read the event log") as conn:
             cursor = await conn.execute(self._q.read_all, [after_position, limit])
@@ -169,10 +184,15 @@ class AsyncPostgresEventStore(RecordCodec):
 
     # -- writing ------------------------------------------------------------
     async def commit(
-        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
     ) -> list[EventEnvelope]:
-        """Store one command's events (and a snapshot) atomically; ``ConcurrencyError`` if a
-        sequence is taken. Returns the envelopes with their global ``position``."""
+        """Store one command's events (and a snapshot, and the command's id) atomically;
+        ``ConcurrencyError`` if a sequence or the command id is taken. Returns the envelopes
+        with their global ``position``."""
         if not envelopes:
             return []
         done: dict[int, str] = {}
@@ -180,21 +200,28 @@ class AsyncPostgresEventStore(RecordCodec):
         statement, params = insert_statement(self._q, records)
         async with self._connection("commit events") as conn:
             try:
-                if snapshot is None:
+                if snapshot is None and command is None:
                     rows = await (await conn.execute(statement, params)).fetchall()
                 else:
                     async with conn.transaction():
                         rows = await (await conn.execute(statement, params)).fetchall()
-                        await conn.execute(
-                            self._q.upsert_snapshot,
-                            [
-                                snapshot.aggregate_type,
-                                snapshot.aggregate_id,
-                                snapshot.version,
-                                snapshot.payload,
-                            ],
-                        )
+                        if snapshot is not None:
+                            await conn.execute(
+                                self._q.upsert_snapshot,
+                                [
+                                    snapshot.aggregate_type,
+                                    snapshot.aggregate_id,
+                                    snapshot.version,
+                                    snapshot.payload,
+                                ],
+                            )
+                        if command is not None:
+                            await conn.execute(self._q.insert_command, command.values())
             except pg_errors.UniqueViolation as exc:
+                if command is not None:
+                    taken = await (await conn.execute(self._q.load_command, command.key())).fetchone()
+                    if taken is not None:
+                        raise ConcurrencyError(command_conflict(command)) from exc
                 first = records[0]
                 cursor = await conn.execute(
                     self._q.stream_version, [first.aggregate_type, first.aggregate_id]

@@ -14,7 +14,7 @@ from typing import Self
 
 from cqrs_lab.domain import Event
 from cqrs_lab.envelope import EventEnvelope
-from cqrs_lab.stores.base import RecordEventStore, StoredSnapshot
+from cqrs_lab.stores.base import RecordEventStore, StoredCommand, StoredSnapshot
 from cqrs_lab.subscriptions import POLL_INTERVAL, Subscription
 
 __all__ = ["ThreadedEventStore"]
@@ -69,10 +69,19 @@ class ThreadedEventStore:
             self.store.load_events, aggregate_type, aggregate_id, after_sequence=after_sequence
         )
 
+    async def load_command(
+        self, aggregate_type: str, aggregate_id: str, command_id: str
+    ) -> StoredCommand | None:
+        return await asyncio.to_thread(self.store.load_command, aggregate_type, aggregate_id, command_id)
+
     async def commit(
-        self, envelopes: Sequence[EventEnvelope], *, snapshot: StoredSnapshot | None = None
+        self,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        snapshot: StoredSnapshot | None = None,
+        command: StoredCommand | None = None,
     ) -> list[EventEnvelope]:
-        return await asyncio.to_thread(self.store.commit, envelopes, snapshot=snapshot)
+        return await asyncio.to_thread(self.store.commit, envelopes, snapshot=snapshot, command=command)
 
     async def read_all(
         self, after_position: int = 0, *, batch_size: int = 1000

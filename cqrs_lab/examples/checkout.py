@@ -5,14 +5,15 @@ minutes; when the payment arrives it confirms the order, and when the time is
 up first it cancels the order. A payment that arrives after the order was
 cancelled cannot confirm it: ``Checkout.on_rejected`` refunds it (a
 compensation). ``order_decider`` is the same ``Order`` written as a ``Decider``;
-it stores the same events under the same aggregate type.
+it stores the same events under the same aggregate type. ``processes`` gives the
+checkout's ``ProcessRunner`` to ``cqrs-lab project``.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +21,9 @@ from cqrs_lab.decider import Decider
 from cqrs_lab.domain import Aggregate, Command, Event
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import UserError
-from cqrs_lab.process import Action, CancelSchedule, ProcessManager, Schedule, Send
+from cqrs_lab.framework import CqrsFramework
+from cqrs_lab.process import Action, CancelSchedule, ProcessManager, ProcessRunner, Schedule, Send
+from cqrs_lab.stores.base import EventStore, QueryStore
 
 __all__ = [
     "PAYMENT_TIMEOUT",
@@ -43,6 +46,7 @@ __all__ = [
     "decide_order",
     "evolve_order",
     "order_decider",
+    "processes",
 ]
 
 PAYMENT_TIMEOUT = timedelta(minutes=30)
@@ -262,3 +266,14 @@ class Checkout(ProcessManager):
         if isinstance(send.command, ConfirmOrder) and error.code == "cancelled":
             return [Send(Payment, send.aggregate_id, RefundPayment(reason="order was cancelled"))]
         return []
+
+
+def processes(event_store: EventStore, query_store: QueryStore) -> list[ProcessRunner[Checkout]]:
+    """The checkout's process runner, for ``cqrs-lab project`` (``--projection
+    cqrs_lab.examples.checkout:processes``): it sends to orders and payments on
+    ``event_store`` and keeps its states, deadlines and checkpoint in ``query_store``."""
+    frameworks: list[CqrsFramework[Any]] = [
+        CqrsFramework(Order, event_store),
+        CqrsFramework(Payment, event_store),
+    ]
+    return [ProcessRunner(Checkout, event_store, query_store, frameworks)]

@@ -45,7 +45,6 @@ __all__ = [
     "MAX_POSITION",
     "MOVE_CHECKPOINT",
     "READ_ALL",
-    "SAVE_CHECKPOINT",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_TABLE",
     "STAMP_SCHEMA_VERSION",
@@ -255,10 +254,17 @@ INSERT_QUERIES = f"""
     RETURNING query_type, view_id"""
 DELETE_QUERIES = "DELETE FROM {schema}.queries WHERE query_type IN (SELECT unnest(?::TEXT[]))"
 LOAD_CHECKPOINT = "SELECT position FROM {schema}.checkpoints WHERE name = ?"
-SAVE_CHECKPOINT = """
-    INSERT INTO {schema}.checkpoints (name, position) VALUES (?, ?)
-    ON CONFLICT (name) DO UPDATE SET position = excluded.position"""
 DELETE_CHECKPOINT = "DELETE FROM {schema}.checkpoints WHERE name = ?"
+# A checkpoint (a projection's or a process runner's) moves only from where its runner
+# read it, so a runner that lost a race writes nothing: it is inserted when it was 0 (and
+# absent), else updated from that position. Both return the row when it moved.
+START_CHECKPOINT = """
+    INSERT INTO {schema}.checkpoints AS c (name, position) VALUES (?, ?)
+    ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE c.position = 0
+    RETURNING position"""
+MOVE_CHECKPOINT = (
+    "UPDATE {schema}.checkpoints SET position = ? WHERE name = ? AND position = ? RETURNING position"
+)
 
 
 # -- process managers ---------------------------------------------------------
@@ -281,15 +287,6 @@ INSERT_PROCESSES = f"""
     SELECT ?::TEXT, b.process_id, b.version, b.payload::{{json}} FROM ({_PROCESS_BATCH}) AS b
     ON CONFLICT (name, process_id) DO NOTHING
     RETURNING process_id"""
-# A runner's checkpoint moves only from where it read it: it is inserted when it was 0 (and
-# absent), else updated from that position. Both return the row when it moved.
-START_CHECKPOINT = """
-    INSERT INTO {schema}.checkpoints AS c (name, position) VALUES (?, ?)
-    ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE c.position = 0
-    RETURNING position"""
-MOVE_CHECKPOINT = (
-    "UPDATE {schema}.checkpoints SET position = ? WHERE name = ? AND position = ? RETURNING position"
-)
 _DEADLINE_COLUMNS = (
     "name, process_id, deadline, due_at, origin, aggregate_type, aggregate_id, command_type,"
     " command, metadata"

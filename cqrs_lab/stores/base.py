@@ -51,6 +51,7 @@ __all__ = [
     "StoredProcess",
     "StoredQuery",
     "StoredSnapshot",
+    "checkpoint_conflict",
     "command_conflict",
     "import_conflict",
     "process_conflict",
@@ -116,6 +117,15 @@ def command_conflict(command: StoredCommand) -> str:
     )
 
 
+def checkpoint_conflict(name: str, expected: int) -> str:
+    """The message of a projection batch refused because another runner moved its checkpoint."""
+    return (
+        f"projection {name!r}: its checkpoint is no longer at position {expected}: another runner "
+        "of this projection committed first, and nothing of this batch was stored. "
+        "Projection.run goes on from the checkpoint that runner left."
+    )
+
+
 def process_conflict(name: str) -> str:
     """The message of a process runner's commit refused because another runner moved on."""
     return (
@@ -150,6 +160,10 @@ class StoredCommand:
     def values(self) -> tuple[Any, ...]:
         """Every column, in field order (what a commit inserts)."""
         return (*self.key(), self.command_type, self.payload, self.first_sequence, self.last_sequence)
+
+    def of(self, envelopes: Iterable[EventEnvelope]) -> list[EventEnvelope]:
+        """The events this command committed, among ``envelopes`` (its stream from ``first_sequence`` on)."""
+        return [e for e in envelopes if self.first_sequence <= e.sequence <= self.last_sequence]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +261,15 @@ class QueryStore(Protocol):
         self,
         contexts: Sequence[QueryContext[Any]],
         *,
-        checkpoint: tuple[str, int] | None = None,
+        checkpoint: tuple[str, int, int] | None = None,
     ) -> list[QueryContext[Any]]:
-        """Commit several views and a projection checkpoint in one transaction."""
+        """Commit several views and a projection checkpoint in one transaction.
+
+        ``checkpoint`` is ``(name, expected, new)``: the checkpoint moves from
+        ``expected`` (0 also when there is none) to ``new``. When it is not at
+        ``expected`` (another runner of the projection moved it), or a view is
+        not at its version, ``ConcurrencyError`` is raised and nothing is written.
+        """
         ...
 
     def load_checkpoint(self, name: str) -> int:
@@ -638,9 +658,12 @@ class RecordQueryStore(ABC):
     def _load_query(self, query_type: str, view_id: str) -> StoredQuery | None: ...
 
     @abstractmethod
-    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int, int] | None
+    ) -> None:
         """Write each record (its ``version`` is the new one) iff the stored version is
-        ``version - 1`` (absent counts as 0), plus the checkpoint, in one transaction.
+        ``version - 1`` (absent counts as 0), and move the checkpoint ``(name, expected,
+        new)`` iff it is at ``expected`` (as ``commit_processes`` does), in one transaction.
         Raise ``ConcurrencyError`` and write nothing when any check fails."""
 
     @abstractmethod
@@ -708,7 +731,7 @@ class RecordQueryStore(ABC):
         self,
         contexts: Sequence[QueryContext[Any]],
         *,
-        checkpoint: tuple[str, int] | None = None,
+        checkpoint: tuple[str, int, int] | None = None,
     ) -> list[QueryContext[Any]]:
         records = [
             StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json()) for c in contexts

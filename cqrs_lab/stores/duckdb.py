@@ -48,6 +48,7 @@ from cqrs_lab.stores.base import (
     StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    checkpoint_conflict,
     command_conflict,
     import_conflict,
     process_conflict,
@@ -86,7 +87,6 @@ _UPDATE_QUERIES = _sql_for(_sql.UPDATE_QUERIES)
 _INSERT_QUERIES = _sql_for(_sql.INSERT_QUERIES)
 _DELETE_QUERIES = _sql_for(_sql.DELETE_QUERIES)
 _LOAD_CHECKPOINT = _sql_for(_sql.LOAD_CHECKPOINT)
-_SAVE_CHECKPOINT = _sql_for(_sql.SAVE_CHECKPOINT)
 _DELETE_CHECKPOINT = _sql_for(_sql.DELETE_CHECKPOINT)
 _IMPORT_CONFLICT = _sql_for(_sql.IMPORT_CONFLICT.replace("{source}", _IMPORT_VIEW))
 _INSERT_COMMAND = _sql_for(_sql.INSERT_COMMAND)
@@ -593,12 +593,18 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
             rows = conn.execute(_LOAD_QUERIES, [query_type, list(view_ids)]).fetchall()
         return [StoredQuery(*row) for row in rows]
 
-    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int, int] | None
+    ) -> None:
         self._writable("commit views")
         new, old = _sql.query_batches(records)
         with self._locked() as conn:
             try:
                 with _transaction(conn):
+                    if checkpoint is not None:
+                        name, expected, position = checkpoint
+                        if not self._move_checkpoint(conn, name, (expected, position)):
+                            raise ConcurrencyError(checkpoint_conflict(name, expected))
                     written: set[tuple[str, str]] = set()
                     if old[0]:
                         written.update(conn.execute(_UPDATE_QUERIES, old).fetchall())
@@ -606,8 +612,6 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                         written.update(conn.execute(_INSERT_QUERIES, new).fetchall())
                     if len(written) != len(records):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
-                    if checkpoint is not None:
-                        conn.execute(_SAVE_CHECKPOINT, list(checkpoint))
             except _CONFLICTS as exc:
                 raise ConcurrencyError(
                     "another writer updated some of these views at the same time; nothing of this "

@@ -24,6 +24,7 @@ from cqrs_lab.stores.base import (
     StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    checkpoint_conflict,
     command_conflict,
     import_conflict,
     process_conflict,
@@ -196,8 +197,12 @@ class MemoryQueryStore(RecordQueryStore):
         with self._lock:
             return self._views.get((query_type, view_id))
 
-    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int, int] | None
+    ) -> None:
         with self._lock:
+            if checkpoint is not None and not self._checkpoint_at(checkpoint[0], checkpoint[1]):
+                raise ConcurrencyError(checkpoint_conflict(checkpoint[0], checkpoint[1]))
             for r in records:
                 current = self._views.get((r.query_type, r.view_id))
                 stored_version = current.version if current else 0
@@ -210,9 +215,13 @@ class MemoryQueryStore(RecordQueryStore):
             for r in records:
                 self._views[(r.query_type, r.view_id)] = r
             if checkpoint is not None:
-                self._checkpoints[checkpoint[0]] = checkpoint[1]
+                self._checkpoints[checkpoint[0]] = checkpoint[2]
         if checkpoint is not None:
             self._checkpoint_saved.fire()
+
+    def _checkpoint_at(self, name: str, expected: int) -> bool:
+        """Whether checkpoint ``name`` is at ``expected`` (0: also when there is none); hold the lock."""
+        return self._checkpoints.get(name, 0) == expected
 
     @contextmanager
     def _watch_checkpoints(self) -> Iterator[Signal]:
@@ -257,7 +266,7 @@ class MemoryQueryStore(RecordQueryStore):
                 current = self._processes.get((name, state.process_id))
                 if (current.version if current else 0) != state.version - 1:
                     raise ConcurrencyError(process_conflict(name))
-            if checkpoint is not None and self._checkpoints.get(name, 0) != checkpoint[0]:
+            if checkpoint is not None and not self._checkpoint_at(name, checkpoint[0]):
                 raise ConcurrencyError(process_conflict(name))
             for state in states:
                 self._processes[(name, state.process_id)] = state

@@ -84,6 +84,7 @@ from cqrs_lab.stores.base import (
     StoredProcess,
     StoredQuery,
     StoredSnapshot,
+    checkpoint_conflict,
     command_conflict,
     import_conflict,
     process_conflict,
@@ -208,7 +209,6 @@ class _Statements:
     insert_queries: str
     delete_queries: str
     load_checkpoint: str
-    save_checkpoint: str
     notify_checkpoint: str
     delete_checkpoint: str
     insert_command: str
@@ -260,7 +260,6 @@ def _statements(schema: str) -> _Statements:
         insert_queries=r(_sql.INSERT_QUERIES),
         delete_queries=r(_sql.DELETE_QUERIES),
         load_checkpoint=r(_sql.LOAD_CHECKPOINT),
-        save_checkpoint=r(_sql.SAVE_CHECKPOINT),
         notify_checkpoint=r(_NOTIFY_CHECKPOINT),
         delete_checkpoint=r(_sql.DELETE_CHECKPOINT),
         insert_command=r(_sql.INSERT_COMMAND),
@@ -787,11 +786,19 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             rows = conn.execute(self._q.load_queries, [query_type, list(view_ids)]).fetchall()
         return [StoredQuery(*row) for row in rows]
 
-    def _commit_queries(self, records: Sequence[StoredQuery], checkpoint: tuple[str, int] | None) -> None:
+    def _commit_queries(
+        self, records: Sequence[StoredQuery], checkpoint: tuple[str, int, int] | None
+    ) -> None:
         new, old = _sql.query_batches(records)
         with self._connection("commit views") as conn:
             try:
                 with conn.transaction():
+                    if checkpoint is not None:
+                        # first: its row lock makes a racing batch of this projection wait, then fail here
+                        name, expected, position = checkpoint
+                        if not self._move_checkpoint(conn, name, (expected, position)):
+                            raise ConcurrencyError(checkpoint_conflict(name, expected))
+                        conn.execute(self._q.notify_checkpoint)
                     written: set[tuple[str, str]] = set()
                     if old[0]:
                         written.update(conn.execute(self._q.update_queries, old).fetchall())
@@ -799,9 +806,6 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
                         written.update(conn.execute(self._q.insert_queries, new).fetchall())
                     if len(written) != len(records):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
-                    if checkpoint is not None:
-                        conn.execute(self._q.save_checkpoint, list(checkpoint))
-                        conn.execute(self._q.notify_checkpoint)
             except pg_errors.UniqueViolation as exc:
                 raise ConcurrencyError(
                     "another writer created some of these views at the same time; nothing of this "
