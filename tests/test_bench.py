@@ -15,6 +15,7 @@ import pytest
 
 from cqrs_lab import bench
 from cqrs_lab.bench import SIZES, STORES, WORKLOADS, main, plan
+from cqrs_lab.bench.sites import MemorySite
 
 SMALL = SIZES["small"]
 EXPECTED_COUNTS = {
@@ -102,8 +103,8 @@ def test_json_describes_the_machine_and_the_command(small_run: dict[str, Any]) -
 def test_a_store_that_loses_events_fails_the_run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = bench._MemorySite.count_events
-    monkeypatch.setattr(bench._MemorySite, "count_events", lambda self: real(self) - 1)
+    real = MemorySite.count_events
+    monkeypatch.setattr(MemorySite, "count_events", lambda self: real(self) - 1)
     assert main(["--size", "small", "--repeat", "1", "--stores", "memory", "--workloads", "W1"]) == 1
     assert f"W1 (framework) committed {SMALL.aggregates - 1} events, expected {SMALL.aggregates}" in (
         capsys.readouterr().err

@@ -77,7 +77,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-ENTRY_POINTS = {"notebook", "examples", "cli.py", "bench.py"}  # the layers that may use the kit
+ENTRY_POINTS = {"notebook", "examples", "cli.py", "bench"}  # the layers that may use the kit
 
 
 def test_core_never_imports_the_notebook_kit() -> None:
