@@ -174,13 +174,16 @@ class CqrsFramework(Generic[A]):
 
     ``cache_size`` keeps the state of that many recently used aggregates in
     memory (0 turns the cache off). A cached aggregate is still checked against
-    the store on every load: one query fetches the stream from the cached
-    version on, and the cached state is used only if the event stored at that
-    version is the one it was built from; newer events (from other processes
-    too) are applied to it, and anything else means a full reload. Committed
-    events are applied to the cache as the store's codec decodes them, so the
-    cached state is the state a reload would give. Callers (and ``handle``)
-    always get a copy.
+    the store on every load: when the store knows without a query that the
+    stream still ends with the event the state was built from
+    (``RecordEventStore.stream_head``: the memory store, and a writable DuckDB
+    database, whose only writer is this process), nothing is read; otherwise
+    one query fetches the stream from the cached version on, and the cached
+    state is used only if the event stored at that version is the one it was
+    built from; newer events (from other processes too) are applied to it, and
+    anything else means a full reload. Committed events are applied to the
+    cache as the store's codec decodes them, so the cached state is the state a
+    reload would give. Callers (and ``handle``) always get a copy.
 
     ``execute(..., command_id=...)`` makes a command idempotent: the store keeps the
     id with the command's events, and a repeat returns those events.
@@ -268,6 +271,14 @@ class CqrsFramework(Generic[A]):
         self, aggregate_id: str, entry: _Cached[A], cache: _AggregateCache[A]
     ) -> AggregateContext[A] | None:
         """The cached state brought up to date (``entry`` is taken out), or None when stale."""
+        store = self.event_store
+        head = None
+        if isinstance(store, RecordEventStore):
+            head = store.stream_head(self.aggregate_type, aggregate_id)
+        if head == (entry.version, entry.event_id):
+            # The store knows, without a query, that the stream still ends where the state does.
+            cache.put(aggregate_id, entry)
+            return AggregateContext(aggregate_id, entry.version, entry.state.model_copy(deep=True))
         stream = self._stream(aggregate_id, entry.version - 1)
         if not stream or stream[0][0] != entry.version or stream[0][1] != entry.event_id:
             return None  # the stream is not the one the state was built from

@@ -545,6 +545,13 @@ class RecordEventStore(RecordCodec, ABC):
             for r in self._load_records(aggregate_type, aggregate_id, after_sequence)
         ]
 
+    def stream_head(self, aggregate_type: str, aggregate_id: str) -> tuple[int, str] | None:
+        """The stream's last ``(sequence, event_id)`` when the store knows it without a query,
+        else None (unknown; the default). ``CqrsFramework`` uses it to check a cached
+        aggregate: when the store knows the stream still ends with the event the cached
+        state was built from, the command reads nothing."""
+        return None
+
     def load_stream(
         self, aggregate_type: str, aggregate_id: str, *, after_sequence: int = 0
     ) -> list[tuple[int, str, Event]]:

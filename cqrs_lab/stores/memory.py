@@ -59,6 +59,12 @@ class MemoryEventStore(RecordEventStore):
             stream = self._streams.get((aggregate_type, aggregate_id), [])
             return stream[bisect_right(stream, after_sequence, key=_sequence) :]
 
+    def stream_head(self, aggregate_type: str, aggregate_id: str) -> tuple[int, str] | None:
+        """The stream's last (sequence, event id): the list knows it."""
+        with self._lock:
+            stream = self._streams.get((aggregate_type, aggregate_id))
+            return (stream[-1].sequence, stream[-1].event_id) if stream else None
+
     def _check(self, records: Sequence[StoredEvent], importing: bool = False) -> None:
         taken: set[tuple[str, str, int]] = set()
         for r in records:
