@@ -34,16 +34,18 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from cqrs_lab.codec import EventCodec, StoredEvent
 from cqrs_lab.domain import Event
+from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -89,7 +91,12 @@ def _sql_for(template: str) -> str:
 _LOAD_STREAM = _sql_for(_sql.LOAD_STREAM.removesuffix(" ORDER BY sequence"))
 _LOAD_STREAM_EVENTS = _sql_for(_sql.LOAD_STREAM_EVENTS.removesuffix(" ORDER BY sequence"))
 _FIRST, _THIRD = itemgetter(0), itemgetter(2)
-_READ_ALL = _sql_for(_sql.READ_ALL)
+# recorded_at as microseconds since the epoch: Python builds the datetime from the
+# integer (see _EPOCH) several times faster than DuckDB converts a TIMESTAMPTZ.
+_READ_ALL = _sql_for(_sql.READ_ALL).replace(" recorded_at,", " epoch_us(recorded_at),", 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))  # the tzinfo DuckDB gives TIMESTAMPTZ values
+_READ_PAGE = 10_000
+"""Rows ``read_all`` fetches per query at least: each query costs DuckDB about a millisecond."""
 _STREAM_VERSION = _sql_for(_sql.STREAM_VERSION)
 _MAX_POSITION = _sql_for(_sql.MAX_POSITION)
 _EXPORT = _sql_for(_sql.EXPORT)
@@ -556,9 +563,17 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
         return snapshot, self._decode_stream(aggregate_type, aggregate_id, rows)
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """One page of the log, fetched as Arrow columns (C++ builds them; Python only zips)."""
         with self._locked() as conn:
-            rows = conn.execute(_READ_ALL, [after_position, limit]).fetchall()
-        return [StoredEvent(*row) for row in rows]
+            table = conn.sql(_READ_ALL, params=[after_position, limit]).to_arrow_table()
+        columns = [column.to_pylist() for column in table.columns]
+        columns[7] = [_EPOCH + timedelta(microseconds=us) for us in columns[7]]
+        return [StoredEvent(*row) for row in zip(*columns, strict=True)]
+
+    def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
+        """Every event after ``after_position`` in position order, read ``max(batch_size, 10,000)``
+        rows per query (a query costs DuckDB about a millisecond, whatever it reads)."""
+        return super().read_all(after_position, batch_size=max(batch_size, _READ_PAGE))
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None:
         with self._locked() as conn:

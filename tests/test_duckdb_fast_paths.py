@@ -1,14 +1,18 @@
-"""What a writable DuckDB database remembers of its streams (heads and snapshots), so a
-command on a cached aggregate reads nothing and a snapshot load reads little: every
-load still returns what a fresh process reads from the file (several store objects
-on one file, threads, a file another process wrote, raw SQL through ``sql()``,
-refused commits, imports)."""
+"""The DuckDB store's fast paths return what a fresh process reads from the file.
+
+What a writable database remembers of its streams (heads and snapshots), so a
+command on a cached aggregate reads nothing and a snapshot load reads little:
+several store objects on one file, threads, a file another process wrote, raw
+SQL through ``sql()``, refused commits, imports. And ``read_all``, which reads
+Arrow columns in pages of at least 10,000 rows.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +302,36 @@ def test_a_read_only_store_knows_nothing(tmp_path: Path) -> None:
     with DuckDBEventStore(path, read_only=True) as reader:
         assert CqrsFramework(Counter, reader).load("c").value == 1
         assert reader.stream_head(STREAM, "c") is None
+
+
+def test_read_all_over_several_pages_gives_every_event_once_in_order_with_its_time(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from cqrs_lab.stores.arrow import event_arrow_schema
+
+    n = 20_003
+    start = datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)
+    table = pa.table(
+        {
+            "position": list(range(1, n + 1)),
+            "aggregate_type": [STREAM] * n,
+            "aggregate_id": [f"c{i % 7}" for i in range(n)],
+            "sequence": [i // 7 + 1 for i in range(n)],
+            "event_type": [Incremented.event_type] * n,
+            "event_version": [Incremented.event_version] * n,
+            "payload": [f'{{"by": {i}}}' for i in range(n)],
+            "metadata": [f'{{"command_id": "{i // 3}"}}' for i in range(n)],
+            "recorded_at": [start + timedelta(microseconds=37 * i) for i in range(n)],
+            "event_id": [f"e{i}" for i in range(n)],
+        },
+        schema=event_arrow_schema(),
+    )
+    with DuckDBEventStore(tmp_path / "k.duckdb") as store:
+        store.import_arrow(table)
+        read = list(store.read_all(after_position=2, batch_size=5))
+    assert [e.position for e in read] == list(range(3, n + 1))
+    assert [e.payload for e in read[:2]] == [Incremented(by=2), Incremented(by=3)]
+    assert read[-1].recorded_at == start + timedelta(microseconds=37 * (n - 1))
+    assert read[-1].recorded_at.utcoffset() == timedelta(0)
+    assert read[10_000].metadata == {"command_id": str(10_002 // 3)}
+    assert (read[10_000].aggregate_id, read[10_000].sequence, read[10_000].event_id) == ("c6", 1429, "e10002")
