@@ -54,7 +54,8 @@ def test_every_workload_runs_on_every_store_it_applies_to(small_run: dict[str, A
     for live in ("W9", "W10", "W11"):
         assert {r["store"] for r in small_run["results"] if r["workload"] == live} == {"postgres"}
     variants = {(r["workload"], r["variant"]) for r in small_run["results"]}
-    assert {("W2", "nocache"), ("W2", "snapshot"), ("W3", "snapshot"), ("W5", "memory")} <= variants
+    expected = {("W1", "warm"), ("W2", "floor"), ("W2", "nocache"), ("W2", "snapshot"), ("W3", "snapshot")}
+    assert expected | {("W5", "memory")} <= variants
     assert {("W9", ""), ("W9", "poll"), ("W9", "poll-10ms"), ("W10", ""), ("W10", "2workers")} <= variants
 
 

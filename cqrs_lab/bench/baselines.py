@@ -37,6 +37,11 @@ class Raw(ABC):
         """SELECT the stream, then INSERT the command's rows in one transaction."""
 
     @abstractmethod
+    def floor(self, prepared: Any) -> None:
+        """Only INSERT the command's rows in one transaction: the engine's floor for a command
+        on an aggregate whose state is already known (nothing is read)."""
+
+    @abstractmethod
     def load(self, aggregate_id: str) -> list[Any]:
         """SELECT one stream's rows and decode their payloads with ``json.loads``."""
 
@@ -73,10 +78,12 @@ class MemoryRaw(Raw):
         ]
 
     def command(self, aggregate_id: str, prepared: Any) -> None:
-        stream = self.streams.setdefault(aggregate_id, [])
+        self.floor(prepared)
+
+    def floor(self, prepared: Any) -> None:
         rows = [(*r[:5], r[5].model_dump_json(), *r[6:]) for r in prepared]
         self.log.extend(rows)
-        stream.extend(rows)
+        self.streams.setdefault(rows[0][1], []).extend(rows)
 
     def load(self, aggregate_id: str) -> list[Any]:
         return [json.loads(r[5]) for r in self.streams.get(aggregate_id, [])]
@@ -158,6 +165,9 @@ class DuckDBRaw(SQLRaw):
 
     def command(self, aggregate_id: str, prepared: Any) -> None:
         self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
+        self.floor(prepared)
+
+    def floor(self, prepared: Any) -> None:
         # One statement in autocommit mode is one transaction.
         self.con.execute(_insert_sql(self.events, len(prepared), "?"), self._positioned(prepared))
         self.head += len(prepared)
@@ -213,6 +223,9 @@ class PostgresRaw(SQLRaw):
 
     def command(self, aggregate_id: str, prepared: Any) -> None:
         self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
+        self.floor(prepared)
+
+    def floor(self, prepared: Any) -> None:
         n = len(prepared)
         self.con.execute(
             self._insert(n), [n, n, *(v for i, row in enumerate(prepared, 1) for v in (*row, i))]

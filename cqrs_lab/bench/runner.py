@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cqrs_lab.bench.child import in_child
 from cqrs_lab.bench.data import event_table, log_ids
-from cqrs_lab.bench.results import Result, Size, Target, result
+from cqrs_lab.bench.results import Result, Size
 from cqrs_lab.bench.sites import Places
 from cqrs_lab.bench.workloads import registry
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Run", "machine", "plan", "rate_pair", "run_bench"]
+__all__ = ["Run", "machine", "plan", "run_bench"]
 
 T = TypeVar("T")
 
@@ -82,23 +82,6 @@ class Run:
         outcome = in_child(task)
         outcome["runs"] = outcome["runs"][1:]
         return outcome
-
-
-def rate_pair(
-    run: Run,
-    store: str,
-    workload: str,
-    title: str,
-    unit: str,
-    count: int,
-    fn: Callable[[Places, Size, str], float],
-    target: Target | None = None,
-) -> list[Result]:
-    """Framework and raw runs, interleaved so that drift hits both alike."""
-    places = run.places(store)
-    pairs = run.runs(lambda: (fn(places, run.size, "framework"), fn(places, run.size, "raw")))
-    framework, raw = [p[0] for p in pairs], [p[1] for p in pairs]
-    return [result(workload, store, title, unit, count, framework, raw, target=target)]
 
 
 def plan(workloads: Sequence[str], stores: Sequence[str]) -> list[tuple[str, str]]:
