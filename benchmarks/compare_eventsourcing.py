@@ -47,6 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -273,6 +274,80 @@ class EsSide(Side):
         self.app.close()
 
 
+class DuckDBFloor(Side):
+    """Not a library: the least DuckDB must do for a command on an aggregate whose state is
+    known. Each command is one INSERT of its rows (serialized as cqrs_lab serializes them)
+    into the events table cqrs_lab created, in autocommit mode, and nothing else."""
+
+    library = "duckdb floor"
+
+    def __init__(self, path: Path) -> None:
+        import duckdb
+
+        from cqrs_lab.stores.duckdb import DuckDBEventStore
+
+        DuckDBEventStore(path).close()  # the tables, with their indexes
+        self.con = duckdb.connect(str(path))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.position = 0
+        self.versions: dict[str, int] = {}
+        self.metadata = json.dumps({"command_id": str(uuid.uuid4()), "command_type": "DepositMoney"})
+
+    def _insert(self, handle: str, event_type: str, payloads: Sequence[str]) -> None:
+        params: list[Any] = []
+        version = self.versions.get(handle, 0)
+        now = datetime.now(UTC)
+        for payload in payloads:
+            self.position += 1
+            version += 1
+            params += (self.position, "BankAccount", handle, version, event_type, "1.0", payload,
+                       self.metadata, now, str(uuid.uuid4()))  # fmt: skip
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(payloads))
+        self.con.execute(f"INSERT INTO events VALUES {values}", params)
+        self.versions[handle] = version
+
+    def open_accounts(self, n: int) -> list[Any]:
+        handles = [f"account-{i}" for i in range(n)]
+        for handle in handles:
+            self._insert(handle, "BankAccountOpened", [json.dumps({"account_id": handle})])
+        return handles
+
+    def deposit(self, handle: Any, events: int) -> None:
+        balance = AMOUNT * (self.versions[handle] - 1)
+        payloads = []
+        for _ in range(events):
+            balance += AMOUNT
+            payloads.append(f'{{"amount":"{AMOUNT}","balance":"{balance}"}}')
+        self._insert(handle, "CustomerDepositedMoney", payloads)
+
+    def build(self, events: int) -> Any:
+        self.open_accounts(1)
+        written = 1
+        while written < events:
+            n = min(BUILD_CHUNK, events - written)
+            self.deposit("account-0", n)
+            written += n
+        return "account-0"
+
+    def snapshot(self, handle: Any) -> None:
+        raise CheckError("the DuckDB floor has no snapshots")
+
+    def balance(self, handle: Any) -> Decimal:
+        row = self.con.execute("SELECT count(*) FROM events WHERE aggregate_id = ?", [handle]).fetchone()
+        assert row is not None
+        return AMOUNT * (int(row[0]) - 1)
+
+    def read_log(self) -> int:
+        raise CheckError("the DuckDB floor only writes")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+FLOOR_WORKLOADS = ("P1", "P2", "P6c")
+"""Where the duckdb pairing also measures the DuckDB floor (commands on known aggregates)."""
+
+
 # -- databases: one fresh one per run ------------------------------------------------------
 @dataclass
 class Places:
@@ -293,7 +368,9 @@ class Places:
             )
         elif pairing == "duckdb":
             path = self.workdir / name
-            if library == "cqrs_lab":
+            if library == DuckDBFloor.library:
+                side = DuckDBFloor(path.with_suffix(".duckdb"))
+            elif library == "cqrs_lab":
                 from cqrs_lab.stores.duckdb import DuckDBEventStore
 
                 side = CqrsSide(DuckDBEventStore(path.with_suffix(".duckdb")), cache=cache,
@@ -453,14 +530,22 @@ class Cell:
     pairing: str
     cqrs_lab: list[float] = field(default_factory=list)
     eventsourcing: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    """DuckDB's floor (duckdb pairing, FLOOR_WORKLOADS only)."""
 
     def ratios(self) -> list[float]:
         better = WORKLOADS[self.workload].higher_is_better
         return [c / e if better else e / c for c, e in zip(self.cqrs_lab, self.eventsourcing, strict=True)]
 
-    def ratio(self) -> float:
-        c, e = statistics.median(self.cqrs_lab), statistics.median(self.eventsourcing)
+    def ratio(self, mine: list[float] | None = None) -> float:
+        """cqrs_lab (or ``mine``) against eventsourcing, medians: > 1 is better."""
+        c, e = statistics.median(self.cqrs_lab if mine is None else mine), statistics.median(self.eventsourcing)
         return c / e if WORKLOADS[self.workload].higher_is_better else e / c
+
+    def floor_ratio(self) -> float:
+        """cqrs_lab against the DuckDB floor, medians: 1 is the floor, below it costs more."""
+        c, f = statistics.median(self.cqrs_lab), statistics.median(self.floor)
+        return c / f if WORKLOADS[self.workload].higher_is_better else f / c
 
 
 def run(workloads: Sequence[str], pairings: Sequence[str], repeat: int, warmup: int, places: Places) -> list[Cell]:
@@ -468,18 +553,18 @@ def run(workloads: Sequence[str], pairings: Sequence[str], repeat: int, warmup: 
     for r in range(warmup + repeat):
         for w in workloads:
             for p in pairings:
-                order = ("cqrs_lab", "eventsourcing") if r % 2 == 0 else ("eventsourcing", "cqrs_lab")
+                order = ["cqrs_lab", "eventsourcing"] if r % 2 == 0 else ["eventsourcing", "cqrs_lab"]
+                if p == "duckdb" and w in FLOOR_WORKLOADS:
+                    order.insert(1, DuckDBFloor.library)
                 figures = {library: WORKLOADS[w].run(places, library, p) for library in order}
                 label = "warm-up" if r < warmup else f"repeat {r - warmup + 1}/{repeat}"
-                print(
-                    f"{label} {w} {p}: cqrs_lab {figures['cqrs_lab']:,.2f}, "
-                    f"eventsourcing {figures['eventsourcing']:,.2f} {WORKLOADS[w].unit}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                shown = ", ".join(f"{library} {figure:,.2f}" for library, figure in figures.items())
+                print(f"{label} {w} {p}: {shown} {WORKLOADS[w].unit}", file=sys.stderr, flush=True)
                 if r >= warmup:
                     cells[w, p].cqrs_lab.append(figures["cqrs_lab"])
                     cells[w, p].eventsourcing.append(figures["eventsourcing"])
+                    if DuckDBFloor.library in figures:
+                        cells[w, p].floor.append(figures[DuckDBFloor.library])
     return list(cells.values())
 
 
@@ -501,6 +586,19 @@ def table(cells: Sequence[Cell]) -> str:
             f"{figure(statistics.median(c.eventsourcing), w.unit)} | **{c.ratio():.2f}** | "
             f"{min(ratios):.2f}–{max(ratios):.2f} |"
         )
+    floors = [c for c in cells if c.floor]
+    if floors:
+        lines += [
+            "",
+            "| id | DuckDB floor | floor vs eventsourcing | cqrs_lab vs floor |",
+            "|---|---|---|---|",
+        ]
+        for c in floors:
+            w = WORKLOADS[c.workload]
+            lines.append(
+                f"| {c.workload} | {figure(statistics.median(c.floor), w.unit)} | "
+                f"{c.ratio(c.floor):.2f} | {c.floor_ratio():.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -567,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "eventsourcing": c.eventsourcing,
                     "ratio": c.ratio(),
                     "ratios": c.ratios(),
+                    "duckdb_floor": c.floor,
                 }
                 for c in cells
             ],
