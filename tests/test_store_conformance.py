@@ -430,6 +430,24 @@ def test_load_stream_gives_what_load_events_gives_without_the_envelopes(backend:
     assert store.load_stream(TALLY, "nobody") == []
 
 
+def test_stream_head_is_unknown_or_the_streams_last_event(backend: Backend) -> None:
+    """``stream_head`` may answer None (it would have to ask), never something stale."""
+    store = backend.event_store()
+    other = backend.event_store() if backend.name != "memory" else store
+    assert store.stream_head(TALLY, "h") is None  # an empty stream has no last event
+    for sequence in (1, 2, 3):
+        store.commit([env("h", sequence)])
+        head = store.stream_head(TALLY, "h")
+        assert head is None or head == (sequence, store.load_events(TALLY, "h")[-1].event_id)
+    store.load_stream(TALLY, "h")
+    other.commit([env("h", 4), env("h", 5)])
+    last = store.load_events(TALLY, "h")[-1]
+    assert store.stream_head(TALLY, "h") in (None, (5, last.event_id))
+    with pytest.raises(ConcurrencyError):
+        store.commit([env("h", 5)])
+    assert store.stream_head(TALLY, "h") in (None, (5, last.event_id))
+
+
 def test_commit_after_a_row_written_around_the_store_takes_the_next_position(backend: Backend) -> None:
     store = backend.event_store()
     store.commit([env("a", 1)])
