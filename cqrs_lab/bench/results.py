@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from cqrs_lab.errors import CqrsLabError
@@ -20,6 +21,7 @@ __all__ = [
     "Size",
     "Target",
     "check",
+    "interleaved",
     "median",
     "result",
     "timed",
@@ -28,6 +30,7 @@ __all__ = [
 STORES = ("memory", "duckdb", "postgres")
 SQL_STORES = ("duckdb", "postgres")
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 class BenchCheckError(CqrsLabError):
@@ -158,3 +161,13 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
+
+
+def interleaved(parts: Sequence[P], sides: Mapping[str, Callable[[P], object]]) -> dict[str, float]:
+    """Seconds each side takes to do every part, the sides taking turns part by part, so a
+    change in the machine's load (it may be shared) hits every side alike."""
+    seconds = dict.fromkeys(sides, 0.0)
+    for part in parts:
+        for name, fn in sides.items():
+            seconds[name] += timed(partial(fn, part))[0]
+    return seconds
