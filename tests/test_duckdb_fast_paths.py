@@ -132,6 +132,27 @@ def test_threads_on_several_store_objects_keep_every_command(tmp_path: Path) -> 
     assert [fresh(path, f"c{i}").value for i in range(3)] == [v[0] for v in loaded.values()]
 
 
+def test_threads_loading_from_snapshots_on_several_store_objects_keep_every_command(tmp_path: Path) -> None:
+    path = tmp_path / "k.duckdb"
+    stores = [DuckDBEventStore(path) for _ in range(4)]
+    frameworks = [
+        counter(s, start=1 + n * 1_000_000, retries=200, snapshot_every=5, cache_size=0)
+        for n, s in enumerate(stores)
+    ]
+
+    def work(n: int) -> None:
+        for i in range(20):
+            frameworks[n].execute(f"s{i % 2}", Increment(by=1))
+
+    assert in_threads(work, 4) == []
+    loaded = [[fw.load(f"s{i}").value for fw in frameworks] for i in range(2)]
+    assert [values[0] for values in loaded] == [40, 40]
+    assert all(len(set(values)) == 1 for values in loaded)
+    for s in stores:
+        s.close()
+    assert [fresh(path, f"s{i}").value for i in range(2)] == [40, 40]
+
+
 def test_a_store_opened_after_another_process_wrote_the_file_reads_what_it_wrote(tmp_path: Path) -> None:
     path = tmp_path / "k.duckdb"
     store = DuckDBEventStore(path)
@@ -240,6 +261,52 @@ def test_a_snapshot_written_with_sql_is_read(tmp_path: Path, monkeypatch: pytest
     assert fw.load("c").value == 1000  # both read again
     assert fw.load("c").value == 1000  # and known again
     assert (reads.snapshots, reads.streams) == (1, 1)
+    store.close()
+
+
+def test_a_snapshot_load_reads_nothing_when_this_process_wrote_the_snapshot_and_what_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "k.duckdb"
+    first, second = DuckDBEventStore(path), DuckDBEventStore(path)
+    writer = counter(first, snapshot_every=4, cache_size=0)
+    for _ in range(6):
+        writer.execute("c", Increment(by=1))
+    counter(second, start=1_000_000, snapshot_every=4, cache_size=0).execute("c", Increment(by=10))
+    reads = Reads(monkeypatch)
+    reader = counter(first, snapshot_every=4, cache_size=0)
+    assert reader.load("c").value == 16
+    snapshot, tail = first.load_snapshot_and_stream(STREAM, "c")
+    assert snapshot is not None and snapshot.version == 4
+    assert [row[0] for row in tail] == [5, 6, 7]
+    assert (reads.snapshots, reads.streams) == (0, 0)
+    first.close()
+    second.close()
+    assert fresh(path).value == 16
+    reopened = DuckDBEventStore(path)
+    assert reopened.load_snapshot_and_stream(STREAM, "c") == (snapshot, tail)
+    assert (reads.snapshots, reads.streams) == (1, 1)  # a new process reads both, once
+    assert reopened.load_snapshot_and_stream(STREAM, "c") == (snapshot, tail)
+    assert (reads.snapshots, reads.streams) == (1, 1)
+    reopened.close()
+
+
+def test_events_after_a_snapshot_beyond_the_kept_number_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cqrs_lab.stores import duckdb as module
+
+    monkeypatch.setattr(module, "_TAIL_ROWS", 1)
+    store = DuckDBEventStore(tmp_path / "k.duckdb")
+    fw = counter(store, snapshot_every=3, cache_size=0)
+    for _ in range(4):  # a snapshot at 3, then event 4: kept
+        fw.execute("c", Increment(by=1))
+    reads = Reads(monkeypatch)
+    assert fw.load("c").value == 4
+    assert reads.streams == 0
+    fw.execute("c", Increment(by=1))  # two events after the snapshot: no longer kept
+    assert fw.load("c").value == 5
+    assert reads.streams == 1
     store.close()
 
 

@@ -205,26 +205,35 @@ _KNOWN_STREAMS = 65_536
 """Streams a database remembers at most; past that it forgets them all and starts again."""
 
 
+_TAIL_ROWS = 1_000
+"""Events after a stream's snapshot a database keeps at most; past that it reads them."""
+_Row = tuple[int, Any, str, str, Any]
+"""(sequence, event id, event type, event version, payload) of one event, as loads read it."""
+
+
 class _Knowledge:
     """What this process knows of a writable database's streams without asking it.
 
     ``heads``: a stream's last (sequence, event id), or (s, None) when a read
     found nothing after sequence s (so the stream ends at s or before).
-    ``snapshots``: its latest snapshot, or None when it has none. Only a read
-    under the database lock or a commit through it adds to them; every use and
-    change happens under that lock.
-    ``relations`` holds the relations ``sql()`` returned: while one is alive (it
-    may write), nothing is known.
+    ``snapshots``: its latest snapshot, or None when it has none. ``tails``: the
+    events after that snapshot, up to the head (kept while there are at most
+    ``_TAIL_ROWS``). Only a read under the database lock or a commit through it
+    adds to them; every use and change happens under that lock. ``relations``
+    holds the relations ``sql()`` returned: while one is alive (it may write),
+    nothing is known.
     """
 
     def __init__(self) -> None:
         self.heads: dict[tuple[str, str], tuple[int, str | None]] = {}
         self.snapshots: dict[tuple[str, str], StoredSnapshot | None] = {}
+        self.tails: dict[tuple[str, str], list[_Row]] = {}
         self.relations: weakref.WeakSet[duckdb.DuckDBPyRelation] = weakref.WeakSet()
 
     def forget(self) -> None:
         self.heads.clear()
         self.snapshots.clear()
+        self.tails.clear()
 
     def head(self, key: tuple[str, str]) -> tuple[int, str | None] | None:
         return self.heads.get(key) if not self.relations else None
@@ -235,7 +244,11 @@ class _Knowledge:
         if not self.relations:
             if len(self.heads) >= _KNOWN_STREAMS:
                 self.heads.clear()
-            self.heads[key] = (after, None) if last is None else (last[0], str(last[1]))
+                self.tails.clear()
+            head = (after, None) if last is None else (last[0], str(last[1]))
+            if self.heads.get(key) != head:
+                self.tails.pop(key, None)  # it ended where the old head did
+            self.heads[key] = head
 
     def snapshot(self, key: tuple[str, str]) -> tuple[bool, StoredSnapshot | None]:
         """(known, snapshot)."""
@@ -247,7 +260,24 @@ class _Knowledge:
         if not self.relations:
             if len(self.snapshots) >= _KNOWN_STREAMS:
                 self.snapshots.clear()
+                self.tails.clear()
+            if self.snapshots.get(key) != snapshot:
+                self.tails.pop(key, None)
             self.snapshots[key] = snapshot
+
+    def tail(self, key: tuple[str, str]) -> list[_Row] | None:
+        """The events after the stream's known snapshot, when they are known to the head."""
+        tail = self.tails.get(key)
+        head = self.head(key)
+        snapshot = self.snapshots.get(key)
+        if tail is None or head is None or snapshot is None:
+            return None
+        return tail if head[0] == (tail[-1][0] if tail else snapshot.version) else None
+
+    def read_tail(self, key: tuple[str, str], snapshot: StoredSnapshot | None, rows: list[_Row]) -> None:
+        """A read under the lock returned ``rows``: every event after ``snapshot``."""
+        if snapshot is not None and len(rows) <= _TAIL_ROWS and not self.relations:
+            self.tails[key] = rows
 
     def committed(self, records: Sequence[StoredEvent], snapshot: StoredSnapshot | None) -> None:
         """A commit of ``records`` (and ``snapshot``) succeeded.
@@ -255,33 +285,52 @@ class _Knowledge:
         A stream's head stays known only when the commit continued it (the first
         sequence follows the known head, or the known end, one by one: it went in,
         so the stream now ends with it); a snapshot only when the stored one was
-        known (the store keeps the higher version of the two).
+        known (the store keeps the higher version of the two); the events after
+        the snapshot only when both are, and then with the commit's events.
         """
         first = records[0]
         key = (first.aggregate_type, first.aggregate_id)
         known = self.heads.pop(key, None)
+        tail = self.tails.pop(key, None)
         contiguous = all(
             (r.aggregate_type, r.aggregate_id) == key and r.sequence == first.sequence + i
             for i, r in enumerate(records)
         )
+        continued = contiguous and known is not None and known[0] == first.sequence - 1 and not self.relations
         if not contiguous:
             for r in records:
                 self.heads.pop((r.aggregate_type, r.aggregate_id), None)
-        elif known is not None and known[0] == first.sequence - 1 and not self.relations:
+                self.tails.pop((r.aggregate_type, r.aggregate_id), None)
+        elif continued:
             self.heads[key] = (records[-1].sequence, records[-1].event_id)
+        if continued and tail is not None:
+            tail = tail + [
+                (r.sequence, r.event_id, r.event_type, r.event_version, r.payload) for r in records
+            ]
+        else:
+            tail = None
         if snapshot is not None:
             at = (snapshot.aggregate_type, snapshot.aggregate_id)
+            if at != key:
+                self.tails.pop(at, None)
             if at in self.snapshots and not self.relations:
                 stored = self.snapshots[at]
                 if stored is None or stored.version < snapshot.version:
                     self.snapshots[at] = snapshot
+                    if at == key:  # nothing follows it when the commit ends at it
+                        tail = [] if continued and snapshot.version == records[-1].sequence else None
             else:
                 self.snapshots.pop(at, None)
+                if at == key:
+                    tail = None
+        if tail is not None and len(tail) <= _TAIL_ROWS:
+            self.tails[key] = tail
 
     def refused(self, records: Sequence[StoredEvent]) -> None:
         """A commit of ``records`` was refused: their streams are not what was thought."""
         for r in records:
             self.heads.pop((r.aggregate_type, r.aggregate_id), None)
+            self.tails.pop((r.aggregate_type, r.aggregate_id), None)
 
 
 class _Database:
@@ -554,12 +603,17 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     def load_snapshot_and_stream(
         self, aggregate_type: str, aggregate_id: str
     ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
-        """The latest snapshot and the events after it: one query when this process knows the
-        snapshot, none when it also knows that no event follows it."""
+        """The latest snapshot and the events after it: none, one or two queries, as this
+        process knows the snapshot, the events it committed after it, or neither."""
         key = (aggregate_type, aggregate_id)
+        known = self._db.known
         with self._locked() as conn:
             snapshot = self._snapshot(conn, key)
-            rows = self._stream_rows(conn, key, 0 if snapshot is None else snapshot.version)
+            rows = None if known is None else known.tail(key)
+            if rows is None:
+                rows = self._stream_rows(conn, key, 0 if snapshot is None else snapshot.version)
+                if known is not None:
+                    known.read_tail(key, snapshot, rows)
         return snapshot, self._decode_stream(aggregate_type, aggregate_id, rows)
 
     def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
