@@ -165,12 +165,17 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
 def interleaved(parts: Sequence[P], sides: Mapping[str, Callable[[P], object]]) -> dict[str, float]:
     """Seconds each side takes to do every part, the sides taking turns part by part, so a
     change in the machine's load (it may be shared) hits every side alike. Garbage is
-    collected once, before the first part: a collection during a part falls on any side."""
+    collected once, first, and what exists then is frozen (``gc.freeze``), so a collection
+    during the run only visits what the run made and falls on the sides alike."""
     seconds = dict.fromkeys(sides, 0.0)
     gc.collect()
-    for part in parts:
-        for name, fn in sides.items():
-            start = time.perf_counter()
-            fn(part)
-            seconds[name] += time.perf_counter() - start
+    gc.freeze()
+    try:
+        for part in parts:
+            for name, fn in sides.items():
+                start = time.perf_counter()
+                fn(part)
+                seconds[name] += time.perf_counter() - start
+    finally:
+        gc.unfreeze()
     return seconds
