@@ -85,6 +85,12 @@ def test_every_baseline_has_a_finite_positive_ratio_and_a_verdict_where_targeted
         assert math.isfinite(result["ratio"]) and result["ratio"] > 0, where
         if result["target"]:
             assert isinstance(result["met"], bool), where
+    duckdb = [r for r in small_run["results"] if r["store"] == "duckdb"]
+    targeted = {(r["workload"], r["variant"]) for r in duckdb if r["target"]}
+    assert targeted == {
+        ("W1", ""), ("W1", "warm"), ("W2", ""), ("W2", "floor"), ("W3", ""), ("W3", "snapshot"),
+        ("W4", ""), ("W5", ""), ("W5", "memory"), ("W8", ""),
+    }  # fmt: skip
     w9 = {r["variant"]: r for r in small_run["results"] if r["workload"] == "W9"}
     assert w9[""]["target"] == "p99 < 50 ms" and isinstance(w9[""]["met"], bool)
     assert all(0 < r["extra"]["p50_ms"] <= r["framework"] for r in w9.values())
