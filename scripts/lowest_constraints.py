@@ -7,10 +7,8 @@ just declared::
     python scripts/lowest_constraints.py > lowest.txt
     pip install -c lowest.txt -e ".[dev]"
 
-Every requirement of the runtime dependencies and of the ``postgres`` and
-``dev`` extras must have a ``>=`` lower bound (the script fails naming one that
-has none). ``EXTRA_PINS`` holds constraints on indirect dependencies that the
-oldest direct ones need to work at all, each with its reason.
+Every requirement of the runtime dependencies and of every extra must have a
+``>=`` lower bound; the script fails naming one that has none.
 """
 
 from __future__ import annotations
@@ -21,18 +19,15 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("postgres", "dev")
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9._-]+)(\[[^\]]*\])?\s*(.*)$")
-EXTRA_PINS: dict[str, str] = {}
-"""Indirect dependencies to constrain in the lowest environment: name -> specifier (with a reason)."""
 
 
 def lowest_pins() -> list[str]:
-    """``name==minimum`` for every direct dependency (runtime, ``postgres``, ``dev``)."""
+    """``name==minimum`` for every direct dependency (runtime and every extra)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in EXTRAS:
-        requirements += project["optional-dependencies"][extra]
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
     pins = []
     for requirement in requirements:
         found = _REQUIREMENT.match(requirement.strip())
@@ -45,8 +40,7 @@ def lowest_pins() -> list[str]:
         if minimum is None:
             raise SystemExit(f"lowest_constraints: {requirement!r} has no '>=' lower bound; declare one")
         pins.append(f"{name}=={minimum.group(1)}")
-    pins += [f"{name}{spec}" for name, spec in EXTRA_PINS.items()]
-    return pins
+    return list(dict.fromkeys(pins))
 
 
 if __name__ == "__main__":
