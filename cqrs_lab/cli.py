@@ -283,7 +283,7 @@ def _projections(spec: str, events: Any, queries: Any) -> list[Any]:
     from cqrs_lab.projections import Projection
 
     runs = (Projection, ProcessRunner)
-    found = _load_object(spec)
+    found = _load_object(spec, "--projection")
     if callable(found) and not isinstance(found, (*runs, type)):
         found = found(events, queries)
     items = [found] if isinstance(found, runs) else found
