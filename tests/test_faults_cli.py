@@ -53,9 +53,9 @@ def test_export_onto_a_directory_is_one_line(
 
 
 @pytest.fixture
-def scratch_fs(tmp_path: Path) -> Iterator[Path]:
+def scratch_fs() -> Iterator[Path]:
     """A 1 MB tmpfs of the test's own."""
-    with tmpfs(tmp_path / "fs", "1m") as folder:
+    with tmpfs("1m") as folder:
         yield folder
 
 

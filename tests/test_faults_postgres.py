@@ -9,6 +9,7 @@ about ``connect_timeout``; after the restart the same store object works again.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -33,22 +34,17 @@ from cqrs_lab import (
 )
 from cqrs_lab.cli import main
 from cqrs_lab.stores.postgres import PostgresEventStore, PostgresQueryStore, classify_error
-from tests.fault_kit import BOX, Note, envelope, killed_after, row
+from tests.fault_kit import BOX, IMPORTER, WRITER, Note, Part, check_log, envelope, killed_after, row
 
 
 class AddThree(Command):
     pass
 
 
-class Part(Event):
-    event_type = "faults.Part"
-    n: int
-
-
 class Triple(Aggregate):
     """Three events per command: a half-stored command would show as a stream not a multiple of 3."""
 
-    aggregate_type = "faults.Triple"
+    aggregate_type = "killtest.Triple"
 
     def handle(self, command: Command) -> list[Event]:
         return [Part(n=1), Part(n=2), Part(n=3)]
@@ -92,13 +88,16 @@ class OwnServer:
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServer]:
-    folder = tmp_path_factory.mktemp("pg-own")
-    server = OwnServer(folder)
+def own_server() -> Iterator[OwnServer]:
+    """Not under pytest's basetemp, like the session's server (see tests/conftest.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="cqrs-lab-pg-own-"))
     try:
-        yield server
+        server = OwnServer(folder)
+        try:
+            yield server
+        finally:
+            server.close()
     finally:
-        server.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -108,19 +107,6 @@ def own_schema(own_server: OwnServer, request: pytest.FixtureRequest) -> Iterato
     yield name
     with psycopg.connect(own_server.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
-def check_log(store: PostgresEventStore, acknowledged: list[str]) -> None:
-    """Every acknowledged event is readable; no command is half-stored; positions have no gap."""
-    log = list(store.read_all())
-    assert set(acknowledged) <= {e.event_id for e in log}
-    streams: dict[str, list[int]] = {}
-    for e in log:
-        streams.setdefault(e.aggregate_id, []).append(e.sequence)
-    for sequences in streams.values():
-        assert sorted(sequences) == list(range(1, len(sequences) + 1))
-        assert len(sequences) % 3 == 0
-    assert [e.position for e in log] == list(range(1, len(log) + 1))
 
 
 def timed_failure(call: Any) -> tuple[float, StoreUnavailableError]:
@@ -144,7 +130,7 @@ def test_a_stopped_server_fails_every_call_within_connect_timeout_and_the_store_
     try:
         calls = [
             lambda: framework.execute("T-0", AddThree()),
-            lambda: store.load_events("faults.Triple", "T-1"),
+            lambda: store.load_events("killtest.Triple", "T-1"),
             lambda: list(store.read_all()),
             lambda: store.import_events([row("imp", 1)]),
             lambda: queries.load_checkpoint("p"),
@@ -163,7 +149,7 @@ def test_a_stopped_server_fails_every_call_within_connect_timeout_and_the_store_
     acknowledged.append(framework.execute("T-0", AddThree())[-1].event_id)  # the same store, at once
     acknowledged.append(framework.execute("T-9", AddThree())[-1].event_id)
     assert queries.load_checkpoint("p") == 0
-    check_log(store, acknowledged)
+    check_log(list(store.read_all()), acknowledged)
     queries.close()
     store.close()
 
@@ -179,7 +165,7 @@ def test_terminated_idle_connections_are_replaced_without_failing_a_call(
         assert own_server.terminate_clients() >= 1
         time.sleep(1.2)
         acknowledged.append(framework.execute("T-0", AddThree())[-1].event_id)
-        check_log(store, acknowledged)
+        check_log(list(store.read_all()), acknowledged)
 
 
 @pytest.mark.postgres
@@ -218,8 +204,8 @@ def test_a_backend_killed_mid_commit_is_store_unavailable_and_stores_nothing(
         assert len(failures) == 1 and isinstance(failures[0], StoreUnavailableError), failures
         assert "commit" in str(failures[0])
         acknowledged.append(framework.execute("T-0", AddThree())[-1].event_id)
-        check_log(store, acknowledged)
-        assert len(store.load_events("faults.Triple", "T-0")) == 6
+        check_log(list(store.read_all()), acknowledged)
+        assert len(store.load_events("killtest.Triple", "T-0")) == 6
 
 
 # -- timeouts and limits are permanent errors, not outages -----------------------------------------
@@ -276,23 +262,17 @@ def test_postgres_errors_are_classified_by_sqlstate(
     assert needle in str(found) and "host=db" in str(found) and "commit events" in str(found)
 
 
-# -- SIGKILL mid-import ------------------------------------------------------------------------------
-IMPORTER = """
-import sys
-from datetime import UTC, datetime
-from cqrs_lab.stores.postgres import PostgresEventStore
-
-store = PostgresEventStore(sys.argv[1], schema=sys.argv[2])
-rows = [
-    {"aggregate_type": "killtest.Bulk", "aggregate_id": f"b-{i % 1000}", "sequence": i // 1000 + 1,
-     "event_type": "killtest.Part", "event_version": "1.0", "payload": '{"n": 1}', "metadata": "{}",
-     "recorded_at": datetime(2024, 1, 1, tzinfo=UTC), "event_id": f"bulk-{i}"}
-    for i in range(int(sys.argv[3]))
-]
-print("importing", flush=True)
-store.import_events(rows)
-print("imported", flush=True)
-"""
+# -- SIGKILL mid-commit and mid-import -----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_writer_killed_mid_commit_loses_no_acknowledged_event_and_half_writes_nothing(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    PostgresEventStore(postgres_dsn, schema=pg_schema).close()
+    acknowledged = killed_after(WRITER, ["postgres", postgres_dsn, pg_schema], lines=150)
+    assert len(acknowledged) >= 150
+    with PostgresEventStore(postgres_dsn, schema=pg_schema) as store:
+        check_log(list(store.read_all()), acknowledged)
 
 
 @pytest.mark.slow
@@ -302,12 +282,13 @@ def test_a_process_killed_mid_import_leaves_the_import_all_or_nothing(
 ) -> None:
     with PostgresEventStore(postgres_dsn, schema=pg_schema) as store:
         store.commit([envelope("a", 1, Note(text="acknowledged"))])
-    printed = killed_after(IMPORTER, [postgres_dsn, pg_schema, "100000"], lines=1)
+    printed = killed_after(IMPORTER, ["postgres", postgres_dsn, pg_schema], lines=1)
     assert printed[0] == "importing"
     with PostgresEventStore(postgres_dsn, schema=pg_schema) as store:
         assert [e.event_id for e in store.load_events(BOX, "a")] == ["a-1"]
-        bulk = [e for e in store.read_all() if e.aggregate_type == "killtest.Bulk"]
-        assert len(bulk) in (0, 100_000)
+        log = list(store.read_all())
+        assert len([e for e in log if e.aggregate_type == "killtest.Bulk"]) in (0, 100_000)
+        check_log(log, ["a-1"])
         store.commit([envelope("a", 2, Note(text="after the kill"))])  # the log head is not held
         assert [e.sequence for e in store.load_events(BOX, "a")] == [1, 2]
 

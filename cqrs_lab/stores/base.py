@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -533,7 +533,7 @@ class RecordCodec:
 
         ``metadata_done`` is keyed by ``id()``, so it must not outlive the envelopes.
         """
-        where = partial(_commit_where, envelope)
+        where = partial(_commit_where, envelope)  # called only to name the event in an error
         metadata = metadata_done.get(id(envelope.metadata))
         if metadata is None:
             metadata = encode_metadata(envelope.metadata, where)
@@ -574,11 +574,18 @@ class RecordCodec:
     def _read_back(self, records: Sequence[StoredEvent], envelopes: Sequence[EventEnvelope]) -> list[Event]:
         """Each record's event as this store's codec reads it back; ``UnstorableEventError``
         for one it cannot (so nothing is acknowledged that a load would fail on)."""
-        decode = self._event_decoder()
         codec = self.codec
+        validators: dict[tuple[str, str], Callable[[str], Event] | None] = {}
         events = []
         for record, envelope in zip(records, envelopes, strict=True):
-            event = decode(record.event_type, record.event_version, record.payload)
+            key = (record.event_type, record.event_version)
+            validate = validators.get(key, _UNSEEN)
+            if validate is _UNSEEN:
+                validate = validators[key] = codec.validator(*key)
+            event: Event | None = None
+            if validate is not None:
+                with suppress(ValidationError, ValueError):
+                    event = validate(record.payload)
             if event is None:
                 where = partial(_commit_where, envelope)
                 if codec.event_class(record.event_type) is None:

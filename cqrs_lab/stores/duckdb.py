@@ -373,6 +373,8 @@ def _prepare(db: _Database) -> None:
                 conn.execute(statement)
             conn.execute(_sql_for(_sql.STAMP_SCHEMA_VERSION), [_sql.SCHEMA_VERSION])
     except duckdb.Error as exc:
+        if _DISK_FULL.search(str(exc)) or isinstance(exc, duckdb.PermissionException):
+            raise _failure(db.label, "create the cqrs_lab tables", exc) from exc
         raise StoreError(
             f"cannot create the cqrs_lab tables in DuckDB file {db.label!r} ({exc}). Is it a "
             "database of another application? Give cqrs_lab a file of its own."

@@ -194,7 +194,7 @@ _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || 
 _STREAM_HEADS = """
     SELECT s.n, max(e.sequence) FROM unnest(?::TEXT[], ?::TEXT[]) WITH ORDINALITY AS s(t, id, n)
     JOIN {schema}.events AS e ON e.aggregate_type = s.t AND e.aggregate_id = s.id GROUP BY s.n"""
-# A pooled connection idle this long is checked (one empty query) before it is handed
+# A pooled connection unused this long is checked (one empty query) before it is handed
 # out, so connections a restarted server or pg_terminate_backend closed are replaced
 # instead of failing a call; a busy store pays nothing.
 _CHECK_IDLE_AFTER = 1.0
@@ -425,8 +425,8 @@ class _Pool:
         self.users = 1
         self.lock = threading.Lock()
         self.listeners: dict[str, _Listener] = {}
-        self.idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float]
-        self.idle_since = weakref.WeakKeyDictionary()
+        self.used_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float]
+        self.used_at = weakref.WeakKeyDictionary()  # a pooled connection's last checkout
         # One direct connection first: it fails fast with the server's own reason
         # (refused, unknown database, bad password) instead of a pool timeout.
         with self.connect():
@@ -443,7 +443,6 @@ class _Pool:
             kwargs={"autocommit": True, "connect_timeout": self._timeout_seconds()},
             configure=self._configure,
             check=self._check,
-            reset=self._returned,
             open=False,
             timeout=connect_timeout,
             reconnect_timeout=connect_timeout / 2,
@@ -464,15 +463,18 @@ class _Pool:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         """Each pooled connection works in UTC, whatever the server's default time zone."""
         conn.execute("SET TIME ZONE 'UTC'")
-        self._returned(conn)
-
-    def _returned(self, conn: psycopg.Connection[Any]) -> None:
-        self.idle_since[conn] = time.monotonic()
+        self.used_at[conn] = time.monotonic()
 
     def _check(self, conn: psycopg.Connection[Any]) -> None:
-        """Before handing out a connection idle for a while, make sure it still works."""
-        if time.monotonic() - self.idle_since.get(conn, 0.0) >= _CHECK_IDLE_AFTER:
+        """Before handing out a connection unused for a while, make sure it still works.
+
+        (Timed from its last checkout: a ``reset`` callback would time it from its
+        return, but makes the pool return every connection through a worker thread.)
+        """
+        now = time.monotonic()
+        if now - self.used_at.get(conn, 0.0) >= _CHECK_IDLE_AFTER:
             ConnectionPool.check_connection(conn)
+        self.used_at[conn] = now
 
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A connection outside the pool (autocommit); ``options`` are more libpq parameters."""
@@ -601,11 +603,13 @@ def prepare(dsn: str, label: str, timeout: float, q: _Statements, create: bool =
         except CqrsLabError:
             raise
         except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
-                f"{str(exc).strip()}. The user needs CREATE rights on the database, or an "
-                "administrator creates the schema once."
-            ) from exc
+            if exc.sqlstate == "42501":
+                raise StoreError(
+                    f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
+                    f"{_one_line(exc)}. The user needs CREATE rights on the database, or an "
+                    "administrator creates the schema once."
+                ) from exc
+            raise classify_error(exc, label, f"create the cqrs_lab tables in schema {q.schema!r}") from exc
 
 
 def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
