@@ -69,13 +69,13 @@ def _postgres(args: argparse.Namespace, *, must_exist: bool) -> Any:
 
     A command that reads (``must_exist``) never creates the schema or its tables.
     """
-    from cqrs_lab.stores.postgres import DSN_ENV, DSN_SOURCES, PostgresEventStore
+    from cqrs_lab.stores.postgres import DSN_ENV, DSN_SOURCES, NOT_CREATED, PostgresEventStore
 
     try:
         return PostgresEventStore(args.dsn, schema=args.schema, create=not must_exist)
     except CqrsLabError as exc:
         text = str(exc).replace(DSN_SOURCES, f"--dsn or ${DSN_ENV}")
-        text = text.replace("check the schema name", "check --schema")
+        text = text.replace(NOT_CREATED, "check --schema (a command that only reads creates no schema)")
         raise type(exc)(text) from exc
 
 
@@ -187,7 +187,7 @@ def _events(args: argparse.Namespace) -> int:
     if args.type is not None:
         table = table.filter(pc.equal(table["event_type"], args.type))
     total = table.num_rows
-    table = table.slice(0, args.limit) if args.limit else table  # --limit is 0 (all) or more
+    table = table.slice(0, args.limit) if args.limit else table
     frame = table.select(
         ["position", "aggregate_type", "aggregate_id", "sequence", "event_type", "payload"]
     ).to_pandas()

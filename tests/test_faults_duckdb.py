@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import Field
 
 from cqrs_lab import (
     Aggregate,
@@ -30,6 +31,9 @@ from cqrs_lab import (
     ConcurrencyError,
     CqrsFramework,
     Event,
+    EventEnvelope,
+    Query,
+    QueryContext,
     StoreError,
     StoreUnavailableError,
 )
@@ -212,6 +216,37 @@ def test_a_full_disk_during_an_import_is_a_store_error_and_imports_nothing(small
         filler.unlink()
         assert store.import_events(rows[:10]) == 10
         assert [e.position for e in store.read_all()] == list(range(1, 12))
+
+
+class Ledger(Query):
+    query_type = "faults.Ledger"
+    notes: list[str] = Field(default_factory=list)
+
+    def update(self, envelope: EventEnvelope) -> None:
+        self.notes = [*self.notes, "x" * 4096]
+
+
+def commit_views_until_it_fails(views: DuckDBQueryStore) -> BaseException:
+    for n in itertools.count(1):
+        try:
+            views.commit(QueryContext(f"v-{n}", 0, Ledger(notes=["y" * 4096] * 4)))
+        except Exception as exc:
+            return exc
+    raise AssertionError("unreachable")
+
+
+def test_a_full_disk_during_a_view_commit_is_a_store_error_not_a_race(small_disk: Path) -> None:
+    path = small_disk / "views.duckdb"
+    with DuckDBEventStore(path) as store, DuckDBQueryStore(store) as views:
+        views.commit(QueryContext("v-0", 0, Ledger()))
+        filler = fill(small_disk, leave=128 * 1024)
+        error = commit_views_until_it_fails(views)
+        assert type(error) is StoreError, error
+        assert "disk" in str(error).lower() and str(path) in str(error)
+        filler.unlink()
+        assert views.load(Ledger, "v-0").version == 1
+        views.commit(QueryContext("v-after", 0, Ledger()))
+        assert views.load(Ledger, "v-after").version == 1
 
 
 # -- SIGKILL mid-commit and mid-import ---------------------------------------------------------

@@ -721,7 +721,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
     ) -> None:
         self._writable("commit views")
         new, old = _sql.query_batches(records)
-        with self._locked() as conn:
+        with self._locked("commit views") as conn:
             try:
                 with _transaction(conn):
                     if checkpoint is not None:
@@ -736,6 +736,8 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     if len(written) != len(records):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
             except _CONFLICTS as exc:
+                if not _is_race(exc):
+                    raise _failure(self._db.label, "commit views", exc) from exc
                 raise ConcurrencyError(
                     "another writer updated some of these views at the same time; nothing of this "
                     "batch was written. Reload the views and apply the events again."
@@ -784,7 +786,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
         self._writable("commit process states")
         new, old = _sql.process_batches(states)
         removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
-        with self._locked() as conn:
+        with self._locked("commit process states") as conn:
             try:
                 with _transaction(conn):
                     written = len(conn.execute(_UPDATE_PROCESSES, [*old, name]).fetchall()) if old[0] else 0
@@ -800,6 +802,8 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     if deadlines:
                         conn.execute(_INSERT_DEADLINES, [name, *_sql.deadline_columns(deadlines)])
             except _CONFLICTS as exc:
+                if not _is_race(exc):
+                    raise _failure(self._db.label, "commit process states", exc) from exc
                 raise ConcurrencyError(process_conflict(name)) from exc
         if checkpoint is not None:
             self._db.checkpoints.fire()

@@ -99,6 +99,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DSN_ENV",
     "DSN_SOURCES",
+    "NOT_CREATED",
     "PostgresEventStore",
     "PostgresQueryStore",
     "ProjectionLeases",
@@ -107,6 +108,8 @@ __all__ = [
 
 DSN_SOURCES = f"the dsn argument or ${DSN_ENV}"
 """Where a DSN comes from, as error messages say it (the command line says ``--dsn``)."""
+NOT_CREATED = "check the schema name (a store opened with create=False does not create it)"
+"""What the error for a missing schema says to do (the command line says ``--schema``)."""
 
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
@@ -324,7 +327,8 @@ def classify_error(exc: psycopg.Error, label: str, what: str) -> CqrsLabError:
     ):
         unsure = (
             " If the connection dropped while the commit was being confirmed, it may have been "
-            "stored: load the aggregate (or read the log) before repeating it."
+            "stored: repeat the command with the same command_id (it is then stored once), or "
+            "load the aggregate (or read the log) before repeating it."
             if "commit" in what or "import" in what
             else ""
         )
@@ -590,8 +594,7 @@ def prepare(dsn: str, label: str, timeout: float, q: _Statements, create: bool =
                 return
             if not create:
                 raise StoreUnavailableError(
-                    f"schema {q.schema!r} has no cqrs_lab tables in {label}: check the schema name "
-                    "(a store opened with create=False never creates them)."
+                    f"schema {q.schema!r} has no cqrs_lab tables in {label}: {NOT_CREATED}."
                 )
             with conn.transaction():
                 conn.execute(q.migration_lock, [q.schema])  # one process creates, the others wait
