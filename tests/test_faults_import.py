@@ -86,6 +86,33 @@ def test_jsonl_with_a_null_payload_is_refused_naming_the_line(backend: Backend, 
     rejected(store, path, "line 3", "'payload'")
 
 
+@pytest.mark.parametrize(
+    "column", ["aggregate_type", "aggregate_id", "event_type", "event_version", "event_id"]
+)
+def test_a_nul_character_in_a_text_column_is_refused(backend: Backend, column: str) -> None:
+    store = backend.event_store()
+    rows = [row("a", 1), row("a", 2), row("b", 1)]
+    rows[2][column] = rows[2][column] + "\x00"
+    rejected(store, rows, "row 3", repr(column), "NUL")
+
+
+def test_rows_are_named_right_in_a_table_of_several_chunks_or_a_slice(backend: Backend) -> None:
+    """The byte-level checks read Arrow buffers chunk by chunk, from each chunk's offset."""
+    store = backend.event_store()
+    first = pa.Table.from_pylist([row("a", n) for n in range(1, 4)])
+    second = pa.Table.from_pylist([row("a", 4), row("a", 5, payload="[5]"), row("a", 6)])
+    chunked = pa.concat_tables([first, second])
+    assert chunked.column("payload").num_chunks == 2
+    rejected(store, chunked, "row 5", "'payload'", "not a JSON object")
+    keys = pa.concat_tables([first, pa.Table.from_pylist([row("a", 4), row("a\x00", 1)])])
+    rejected(store, keys, "row 5", "'aggregate_id'", "NUL")
+    sliced = pa.Table.from_pylist([row("z", 1, payload="oops"), row("a", 1), row("a", 2, payload="")]).slice(
+        1
+    )
+    rejected(store, sliced, "row 2", "'payload'", "not valid JSON")
+    assert store.import_events(sliced.slice(0, 1)) == 1
+
+
 # -- columns and types ------------------------------------------------------------------
 def test_jsonl_with_a_mixed_type_column_is_refused_naming_line_and_column(
     backend: Backend, tmp_path: Path

@@ -281,7 +281,7 @@ def check_import(table: pa.Table, heads: StreamHeads) -> None:
         )
     for column in ("aggregate_type", "aggregate_id", "event_type", "event_version", "event_id"):
         values = table.column(column)
-        bad = _first(pc.match_substring(values, "\x00"))
+        bad = _first_nul(values)
         if bad is not None:
             raise _invalid(name(bad), column, "contains a NUL character (\\x00), which no store keeps")
         if column in ("aggregate_type", "aggregate_id"):
@@ -294,24 +294,60 @@ def check_import(table: pa.Table, heads: StreamHeads) -> None:
     _check_streams(table, heads)
 
 
+def _text_chunks(column: pa.ChunkedArray) -> Iterator[tuple[int, Any, Any]]:
+    """Each chunk of a string column as ``(first row, offsets, bytes)`` numpy views: row
+    ``first + i`` is ``bytes[offsets[i]:offsets[i + 1]]``. For checks of every byte in
+    one pass, without a string object per value."""
+    import numpy as np
+
+    first = 0
+    for chunk in column.chunks:
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = (
+            np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(1, np.uint8)
+        )
+        yield first, offsets.astype(np.int64) - int(offsets[0]), data[int(offsets[0]) : int(offsets[-1])]
+        first += len(chunk)
+
+
+def _first_nul(column: pa.ChunkedArray) -> int | None:
+    """The first row of a string column holding a NUL character (None when none does)."""
+    import numpy as np
+
+    for first, offsets, data in _text_chunks(column):
+        if data.size and data[(at := int(np.argmin(data)))] == 0:
+            return first + int(np.searchsorted(offsets, at, side="right")) - 1
+    return None
+
+
 def _check_json(table: pa.Table, name: Callable[[int], str]) -> None:
     """Payload and metadata look like JSON objects (``{`` ... ``}``) within the size and
     depth limits. Whether the text between the braces is valid JSON is checked by the
     store's own JSON parser as it inserts (DuckDB, PostgreSQL), or by ``invalid_json``
     (the memory store, and to name the row when a parser refused one)."""
+    import numpy as np
     import pyarrow.compute as pc
 
     for column in ("payload", "metadata"):
         values = table.column(column)
-        bad = _first(pc.greater(pc.binary_length(values), MAX_JSON_BYTES))
-        if bad is not None:
-            raise _invalid(name(bad), column, f"is larger than {MAX_JSON_BYTES:,} bytes (the JSON limit)")
-        braced = pc.and_(pc.starts_with(values, "{"), pc.ends_with(values, "}"))
-        if not pc.all(braced).as_py():  # rare: look again without surrounding whitespace
-            trimmed = pc.utf8_trim_whitespace(values)
-            bad = _first(pc.invert(pc.and_(pc.starts_with(trimmed, "{"), pc.ends_with(trimmed, "}"))))
-            if bad is not None:
-                raise _not_an_object(name(bad), column, values[bad].as_py())
+        for first, offsets, data in _text_chunks(values):
+            lengths = np.diff(offsets)
+            big = np.flatnonzero(lengths > MAX_JSON_BYTES)
+            if big.size:
+                where = name(first + int(big[0]))
+                raise _invalid(where, column, f"is larger than {MAX_JSON_BYTES:,} bytes (the JSON limit)")
+            # The first and last byte of every value, gathered at once ("{" and "}").
+            braced = lengths > 0
+            braced[braced] &= (data[offsets[:-1][braced]] == ord("{")) & (
+                data[offsets[1:][braced] - 1] == ord("}")
+            )
+            if not braced.all():  # rare: look at those again without surrounding whitespace
+                rows = first + np.flatnonzero(~braced)
+                trimmed = pc.utf8_trim_whitespace(values.take(rows))
+                bad = _first(pc.invert(pc.and_(pc.starts_with(trimmed, "{"), pc.ends_with(trimmed, "}"))))
+                if bad is not None:
+                    raise _not_an_object(name(int(rows[bad])), column, values[int(rows[bad])].as_py())
     _check_depth(table, name)
 
 
