@@ -17,11 +17,41 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from cqrs_lab.errors import ConfigurationError, CqrsLabError
+from cqrs_lab.errors import ConfigurationError, CqrsLabError, TechnicalError
 
 __all__ = ["main"]
+
+TRACEBACK_ENV = "CQRS_LAB_TRACEBACK"
+"""Set to 1 to get the traceback of an unexpected error instead of its one-line summary."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), like the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # -- opening stores -------------------------------------------------------------
@@ -34,20 +64,37 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", default="cqrs_lab", help="PostgreSQL schema (default: cqrs_lab)")
 
 
+def _postgres(args: argparse.Namespace, *, must_exist: bool) -> Any:
+    """The PostgreSQL event store of ``--dsn`` and ``--schema``; errors in the options' words.
+
+    A command that reads (``must_exist``) never creates the schema or its tables.
+    """
+    from cqrs_lab.stores.postgres import DSN_ENV, DSN_SOURCES, NOT_CREATED, PostgresEventStore
+
+    try:
+        return PostgresEventStore(args.dsn, schema=args.schema, create=not must_exist)
+    except CqrsLabError as exc:
+        text = str(exc).replace(DSN_SOURCES, f"--dsn or ${DSN_ENV}")
+        text = text.replace(NOT_CREATED, "check --schema (a command that only reads creates no schema)")
+        raise type(exc)(text) from exc
+
+
 @contextmanager
 def _open_stores(
     args: argparse.Namespace, *, must_exist: bool, read_only: bool = False
 ) -> Iterator[tuple[Any, Any]]:
-    """The event store and a query store sharing its database, closed afterwards."""
+    """The event store and (unless ``read_only``) a query store sharing its database,
+    closed afterwards."""
     if args.db is None and (args.dsn or os.environ.get("CQRS_LAB_POSTGRES_DSN")):
-        from cqrs_lab.stores.postgres import PostgresEventStore, PostgresQueryStore
+        from cqrs_lab.stores.postgres import PostgresQueryStore
 
-        pg_events = PostgresEventStore(args.dsn, schema=args.schema)
-        pg_queries = PostgresQueryStore(pg_events, schema=args.schema)
+        pg_events = _postgres(args, must_exist=must_exist)
+        pg_queries = None if read_only else PostgresQueryStore(pg_events, schema=args.schema)
         try:
             yield pg_events, pg_queries
         finally:
-            pg_queries.close()
+            if pg_queries is not None:
+                pg_queries.close()
             pg_events.close()
         return
     if args.db is None:
@@ -179,18 +226,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_object(spec: str) -> Any:
+def _load_object(spec: str, option: str) -> Any:
     module_name, _, name = spec.partition(":")
     if not name:
         raise ConfigurationError(
-            f"{spec!r} is not module:name (e.g. cqrs_lab.examples.bank_account:BankAccountQuery)"
+            f"{option} {spec!r} is not module:name (e.g. cqrs_lab.examples.bank_account:BankAccountQuery)"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for {spec!r}: {exc}") from exc
+        raise ConfigurationError(f"{option}: cannot import {module_name!r} for {spec!r}: {exc}") from exc
     if not hasattr(module, name):
-        raise ConfigurationError(f"module {module_name!r} has no {name!r}")
+        raise ConfigurationError(f"{option}: module {module_name!r} has no {name!r}")
     return getattr(module, name)
 
 
@@ -198,19 +245,31 @@ def _replay(args: argparse.Namespace) -> int:
     from cqrs_lab.domain import Query
     from cqrs_lab.projections import Projection
 
-    queries = [_load_object(spec) for spec in args.query]
+    queries = [_load_object(spec, "--query") for spec in args.query]
     for query in queries:
         if not (isinstance(query, type) and issubclass(query, Query)):
-            raise ConfigurationError(f"{query!r} is not a Query class")
+            raise ConfigurationError(f"--query: {query!r} is not a Query class")
     extra: dict[str, Any] = {}
     if args.view_id:
-        extra["view_id"] = _load_object(args.view_id)
+        view_id = _load_object(args.view_id, "--view-id")
+        if isinstance(view_id, type) or not callable(view_id):
+            raise ConfigurationError(
+                f"--view-id {args.view_id!r} is not a function (it is {view_id!r}): give a function "
+                "that takes an event envelope and returns the id of the view it updates"
+            )
+        extra["view_id"] = view_id
     with _open_stores(args, must_exist=True) as (events, query_store):
         projection = Projection(args.name, events, query_store, queries, **extra)
         # the total costs one read of the log through Arrow: cheap beside decoding every event
         total = events.export_arrow(after_position=0).num_rows
         with _progress(total, "event", f"replay {args.name}") as step:
-            count = projection.rebuild(progress=step)
+            try:
+                count = projection.rebuild(progress=step)
+            except CqrsLabError:
+                raise
+            except Exception as exc:  # a query's update() failed: the projection says where
+                where = " ".join(getattr(exc, "__notes__", []))
+                raise TechnicalError(f"{exc!r} {where}".strip()) from exc
     print(
         f"replayed {count} events into {', '.join(q.query_type for q in queries)} (projection {args.name!r})"
     )
@@ -224,7 +283,7 @@ def _projections(spec: str, events: Any, queries: Any) -> list[Any]:
     from cqrs_lab.projections import Projection
 
     runs = (Projection, ProcessRunner)
-    found = _load_object(spec)
+    found = _load_object(spec, "--projection")
     if callable(found) and not isinstance(found, (*runs, type)):
         found = found(events, queries)
     items = [found] if isinstance(found, runs) else found
@@ -281,8 +340,10 @@ def _sample(args: argparse.Namespace) -> int:
     from cqrs_lab.examples.sample import generate, write_sample
 
     folder = Path(args.folder)
+    if not folder.exists():
+        raise ConfigurationError(f"folder {str(folder)!r} does not exist: create it first")
     if not folder.is_dir():
-        raise ConfigurationError(f"{str(folder)!r} is not a folder")
+        raise ConfigurationError(f"{str(folder)!r} is not a folder: give the folder to write the files in")
     with _progress(args.commands, "command", "generate") as step:
         table = generate(accounts=args.accounts, commands=args.commands, seed=args.seed, progress=step)
     for path in write_sample(folder, table):
@@ -305,10 +366,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cqrs-lab", description="CQRS and event sourcing, explored in Jupyter."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="cqrs-lab", description="CQRS and event sourcing, explored in Jupyter.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser(
         "demo", help="run the bank-account story on DuckDB and print the events and the query"
@@ -324,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--aggregate-id", help="only this aggregate")
     events.add_argument("--type", help="only this event type")
     events.add_argument(
-        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
+        "--after", type=_at_least(0), default=0, metavar="POSITION", help="only events after this position"
     )
-    events.add_argument("--limit", type=int, default=20, help="show at most this many (0: all; default 20)")
+    events.add_argument(
+        "--limit", type=_at_least(0), default=20, metavar="N", help="show at most N (0: all; default 20)"
+    )
     events.set_defaults(run=_events)
 
     imp = commands.add_parser("import", help="import events from Parquet, JSON Lines or CSV (atomic)")
@@ -343,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["parquet", "jsonl", "csv"], help="override the format from the suffix"
     )
     exp.add_argument(
-        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
+        "--after", type=_at_least(0), default=0, metavar="POSITION", help="only events after this position"
     )
     _add_store_options(exp)
     exp.set_defaults(run=_export)
@@ -387,9 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="generate the deterministic bank-account sample log")
     sample.add_argument("folder", help="where to write the Parquet and JSON Lines files")
-    sample.add_argument("--accounts", type=int, default=3000)
-    sample.add_argument("--commands", type=int, default=110_000)
-    sample.add_argument("--seed", type=int, default=2024)
+    sample.add_argument(
+        "--accounts", type=_at_least(1), default=3000, metavar="N", help="bank accounts (default 3000)"
+    )
+    sample.add_argument(
+        "--commands", type=_at_least(1), default=110_000, metavar="N", help="commands to run (default 110000)"
+    )
+    sample.add_argument("--seed", type=int, default=2024, help="random seed: the same seed, the same log")
     sample.set_defaults(run=_sample)
 
     handout = commands.add_parser(
@@ -410,11 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; every error is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
     except CqrsLabError as exc:
-        print(f"cqrs-lab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cqrs-lab {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(
+            f"cqrs-lab {args.command}: error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+            f"(set {TRACEBACK_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 2
 
 

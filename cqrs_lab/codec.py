@@ -5,6 +5,12 @@ Decoding looks the type up in a registry (every ``Event`` subclass registers
 itself with ``default_codec``). When a stored version is older than the class,
 upcasters registered for ``(event_type, version)`` turn the stored JSON into the
 newer shape, in a chain, at load time; stored rows are never rewritten.
+
+What every store can keep and read back (commits and imports are checked against it):
+JSON nested at most ``MAX_JSON_DEPTH`` levels (pydantic's JSON parser refuses deeper
+documents), at most ``MAX_JSON_BYTES`` of payload and of metadata per event, and
+aggregate types and ids of at most ``MAX_KEY_BYTES`` (PostgreSQL indexes them; a B-tree
+entry holds about 2.7 kB).
 """
 
 from __future__ import annotations
@@ -18,9 +24,17 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from cqrs_lab.domain import Event
-from cqrs_lab.errors import ConfigurationError, CorruptRecordError, UnknownEventTypeError
+from cqrs_lab.errors import (
+    ConfigurationError,
+    CorruptRecordError,
+    UnknownEventTypeError,
+    UnstorableEventError,
+)
 
 __all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_KEY_BYTES",
     "EventCodec",
     "EventTypeConflictWarning",
     "StoredEvent",
@@ -31,6 +45,19 @@ __all__ = [
     "encode_metadata",
     "where_text",
 ]
+
+MAX_JSON_DEPTH = 200
+"""Levels of JSON objects and arrays a payload or metadata may nest around a value
+(the event's own object included); pydantic's JSON parser refuses deeper documents,
+so an event nested deeper could be stored but never loaded."""
+
+MAX_JSON_BYTES = 16 * 1024 * 1024
+"""The largest payload, and the largest metadata, of one event: 16 MiB of UTF-8 JSON
+(PostgreSQL's JSONB holds up to 255 MB; events are facts, not files)."""
+
+MAX_KEY_BYTES = 1024
+"""The longest aggregate type, and the longest aggregate id, in UTF-8 bytes: both are
+in PostgreSQL's unique index, whose entries cannot exceed about 2.7 kB."""
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the stored JSON object of an older event version into the next version's."""
@@ -73,7 +100,17 @@ class StoredEvent(NamedTuple):
         return self[:9]
 
 
-def encode_metadata(metadata: dict[str, str] | Any) -> str:
+def encode_metadata(metadata: dict[str, str] | Any, where: Where = "event") -> str:
+    """The JSON text stored for a metadata map, which must map strings to strings;
+    ``where`` names the event in the ``UnstorableEventError`` for anything else."""
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            bad = key if not isinstance(key, str) else value
+            raise UnstorableEventError(
+                f"cannot store {where_text(where)}: its metadata must map strings to strings, but "
+                f"key {key!r} {'is' if bad is key else 'holds'} a {type(bad).__name__}. Nothing "
+                "was stored; convert the values to text (str(value)) first."
+            )
     return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -92,7 +129,7 @@ def decode_metadata(text: str | dict[str, Any] | None, where: Where) -> dict[str
             pass
     try:
         value = json.loads(text) if isinstance(text, str | bytes) else text
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CorruptRecordError(
             f"{where_text(where)}: metadata is not valid JSON ({exc}). "
             "Repair or delete that row; nothing was changed."
@@ -215,20 +252,35 @@ class EventCodec:
                         f"upcaster goes from {version}. Register one with "
                         f"codec.register_upcaster({event_type!r}, {version!r}, ...)."
                     )
-                version, fn = step
+                stored_version, (version, fn) = version, step
                 if version in seen:
                     raise ConfigurationError(f"upcasters for {event_type!r} form a cycle at {version}")
                 seen.add(version)
-                data = fn(dict(data))
+                data = _upcast(fn, data, event_type, stored_version, version, where)
             return cls.model_validate(data)
-        except (ValidationError, ValueError) as exc:
-            if isinstance(exc, UnknownEventTypeError | ConfigurationError):
+        except (ValidationError, ValueError, RecursionError) as exc:
+            if isinstance(exc, UnknownEventTypeError | ConfigurationError | CorruptRecordError):
                 raise
             raise CorruptRecordError(
                 f"{where_text(where)}: the stored {event_type!r} payload does not decode "
                 f"as {cls.__qualname__}: {exc}. The row is left as it is; fix the data, "
                 "the class, or register an upcaster."
             ) from exc
+
+
+def _upcast(
+    fn: Upcaster, data: dict[str, Any], event_type: str, from_version: str, to_version: str, where: Where
+) -> dict[str, Any]:
+    """``fn(data)``; any exception it raises becomes ``CorruptRecordError`` naming the row."""
+    try:
+        return fn(dict(data))
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise CorruptRecordError(
+            f"{where_text(where)}: upcaster {name} of {event_type!r} from version {from_version} "
+            f"to {to_version} raised {exc!r}. The row is left as it is; fix the upcaster (the "
+            "original exception is the __cause__)."
+        ) from exc
 
 
 default_codec = EventCodec()

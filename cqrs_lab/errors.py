@@ -10,11 +10,16 @@ says what happened and what to do::
     │   ├── DispatchError              events committed, a dispatcher failed (.envelopes)
     │   ├── DuplicateCommandError      a command id already names another command
     │   └── TechnicalError             anything else; ``__cause__`` holds the original
-    │       └── StoreError             a store could not do what was asked
-    │           ├── StoreUnavailableError   wrong DSN, server down, cannot open a file
+    │       └── StoreError             a store could not do what was asked (permanent: disk
+    │           │                          full, no permission, a timeout; the message says what)
+    │           ├── StoreUnavailableError   transient: server down, connection lost, pool
+    │           │   │                       exhausted; or a path that is not a store
     │           │   └── StoreLockedError    a DuckDB file held by another process
-    │           ├── CorruptRecordError      a stored row that cannot be decoded
-    │           │   └── UnknownEventTypeError  an event type no class is registered for
+    │           ├── UnstorableEventError    an event the store could not keep and read back
+    │           │                          (too deep, too large, not JSON); nothing was stored
+    │           ├── CorruptRecordError      a row (stored, or in an import) that is not a valid event
+    │           │   ├── UnknownEventTypeError  an event type no class is registered for
+    │           │   └── InvalidImportError     an import's input breaks a rule; nothing was imported
     │           └── SchemaVersionError      a database written by a newer cqrs_lab (or DuckDB)
     ├── ProjectionLagError (also TimeoutError)  ``Projection.wait_for`` timed out
     └── ConfigurationError (also ValueError)  bad arguments: a hostile schema name, ...
@@ -38,6 +43,7 @@ __all__ = [
     "CqrsLabError",
     "DispatchError",
     "DuplicateCommandError",
+    "InvalidImportError",
     "ProjectionLagError",
     "SchemaVersionError",
     "StoreError",
@@ -45,6 +51,7 @@ __all__ = [
     "StoreUnavailableError",
     "TechnicalError",
     "UnknownEventTypeError",
+    "UnstorableEventError",
     "UserError",
     "UserErrorPayload",
 ]
@@ -139,23 +146,44 @@ class DuplicateCommandError(AggregateError):
 
 
 class StoreError(TechnicalError):
-    """A store could not do what was asked."""
+    """A store could not do what was asked, and retrying as it is will not help.
+
+    The message says what (disk full, no permission, a statement or lock timeout,
+    a database invalidated by an earlier failure) and what to do about it.
+    """
 
 
 class StoreUnavailableError(StoreError):
-    """The store cannot be reached or opened (wrong DSN, server down, bad path)."""
+    """The store cannot be reached or opened: the server is down, the connection was
+    lost, no pooled connection became free, or the path is not a store (a missing
+    folder, a file that is not a database). Retrying later may succeed."""
 
 
 class StoreLockedError(StoreUnavailableError):
     """Another process holds the database file for writing."""
 
 
+class UnstorableEventError(StoreError):
+    """An event this store cannot keep and read back exactly: its payload does not
+    decode again, is nested too deeply or is too large, a text holds an unpaired
+    surrogate, metadata is not a map of strings, an aggregate id is too long...
+    Nothing of the commit was stored; the message names the event and the reason."""
+
+
 class CorruptRecordError(StoreError):
-    """A stored row could not be decoded. The row is left untouched."""
+    """A row that is not a valid event: a stored row that cannot be decoded (the row
+    is left untouched), or a row of an import's input."""
 
 
 class UnknownEventTypeError(CorruptRecordError):
     """A stored event has a type (or version) no registered class can decode."""
+
+
+class InvalidImportError(CorruptRecordError):
+    """The input of an import breaks a rule: a missing column, a value of the wrong
+    type, a payload that is not a JSON object, a sequence that is not positive, that
+    repeats, skips, or does not continue the stored stream. The message names the
+    row (or line) and column; nothing was imported."""
 
 
 class SchemaVersionError(StoreError):

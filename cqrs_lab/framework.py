@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from cqrs_lab.domain import Aggregate, AggregateSource, Command, Event, Query, aggregate_class
 from cqrs_lab.envelope import (
@@ -51,7 +52,8 @@ Q = TypeVar("Q", bound=Query)
 
 
 class SnapshotIgnoredWarning(UserWarning):
-    """A stored snapshot no longer decodes; the aggregate was rebuilt from its events."""
+    """A stored snapshot no longer decodes (the aggregate was rebuilt from its events),
+    or a state could not be written as a snapshot (the commit went ahead without it)."""
 
 
 @runtime_checkable
@@ -518,8 +520,8 @@ class CqrsFramework(Generic[A]):
     ) -> None:
         """Apply a command's committed events to the cached state it was handled on.
 
-        The events are applied as the store's codec decodes them, so the state is
-        exactly what a reload would build. Any failure just drops the entry.
+        ``commit`` returns the events as the store's codec reads them back, so the
+        state is exactly what a reload would build. Any failure just drops the entry.
         """
         entry = cache.take(aggregate_id)
         if entry is None:
@@ -529,12 +531,9 @@ class CqrsFramework(Generic[A]):
         if entry.version != version:
             cache.put(aggregate_id, entry)  # not the state it was handled on: checked at its next load
             return
-        codec = self.event_store.codec
         try:
             for envelope in committed:
-                event = envelope.payload
-                stored = codec.decode(event.event_type, event.event_version, codec.encode(event), "")
-                entry.state.apply(stored)
+                entry.state.apply(envelope.payload)  # the event as the store reads it back
         except Exception:
             return
         last = committed[-1]
@@ -569,7 +568,18 @@ class CqrsFramework(Generic[A]):
         if every is None or new_version // every == context.version // every:
             return None
         state = replay(self.aggregate_cls, envelopes, context.payload)
-        return StoredSnapshot(self.aggregate_type, context.aggregate_id, new_version, state.model_dump_json())
+        try:
+            payload = state.model_dump_json()
+        except PydanticSerializationError as exc:
+            warnings.warn(
+                f"the state of {self.aggregate_type}/{context.aggregate_id} at version {new_version} "
+                f"cannot be written as JSON ({exc}); committing without a snapshot (loads replay the "
+                "events instead).",
+                SnapshotIgnoredWarning,
+                stacklevel=4,
+            )
+            return None
+        return StoredSnapshot(self.aggregate_type, context.aggregate_id, new_version, payload)
 
     def _dispatch(self, aggregate_id: str, committed: list[EventEnvelope]) -> None:
         failures: list[tuple[str, BaseException]] = []

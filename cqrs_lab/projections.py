@@ -124,7 +124,16 @@ class Projection:
         for query_cls in self.queries:
             views = self.query_store.load_many(query_cls, view_ids)
             for envelope, vid in zip(relevant, view_ids, strict=True):
-                views[vid].payload.update(envelope)
+                try:
+                    views[vid].payload.update(envelope)
+                except Exception as exc:
+                    exc.add_note(
+                        f"in {query_cls.__qualname__}.update on {envelope.event_type} "
+                        f"({envelope.aggregate_type}/{envelope.aggregate_id} sequence "
+                        f"{envelope.sequence}, position {envelope.position}); projection "
+                        f"{self.name!r} stopped at the last batch it completed"
+                    )
+                    raise
             contexts.extend(views.values())
         self.query_store.commit_batch(contexts, checkpoint=(self.name, position, batch[-1].position))
 

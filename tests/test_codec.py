@@ -151,6 +151,7 @@ def test_stored_rows_are_never_rewritten_by_upcasting() -> None:
                         "event_id",
                     )
                 },
+                "sequence": 1,  # an import starts a stream at 1
                 "recorded_at": "2024-01-01T00:00:00+00:00",
             }
         ]

@@ -22,6 +22,7 @@ from cqrs_lab import (
     CqrsFramework,
     Event,
     EventEnvelope,
+    InvalidImportError,
     MemoryEventStore,
     Query,
     QueryContext,
@@ -772,14 +773,15 @@ def _row(aggregate_id: str, sequence: int) -> dict[str, Any]:
 
 
 def test_import_with_a_taken_sequence_imports_nothing(backend: Backend) -> None:
+    """Refused by the check before anything is written: not a race (see tests/test_faults_import.py)."""
     store = backend.event_store()
     store.commit([env("a", 1)])
     store.commit([env("a, (b)", 1)])
-    with pytest.raises(ConcurrencyError, match=r"conformance\.Tally/a sequence 1 is already stored"):
+    with pytest.raises(InvalidImportError, match=r"conformance\.Tally/a sequence 1 is already stored"):
         store.import_arrow([_row("fresh", 1), _row("a", 1), _row("fresh", 2)])
-    with pytest.raises(ConcurrencyError, match=r"Tally/a, \(b\) sequence 1 is already stored"):
+    with pytest.raises(InvalidImportError, match=r"Tally/a, \(b\) sequence 1 is already stored"):
         store.import_arrow([_row("fresh", 1), _row("a, (b)", 1)])
-    with pytest.raises(ConcurrencyError, match=r"Tally/twice sequence 1 appears twice in the input"):
+    with pytest.raises(InvalidImportError, match=r"Tally/twice sequence 1 appears twice in the input"):
         store.import_arrow([_row("fresh", 1), _row("twice", 1), _row("twice", 1)])
     assert [(e.aggregate_id, e.sequence) for e in store.read_all()] == [("a", 1), ("a, (b)", 1)]
     assert store.import_arrow([_row("fresh", 1)]) == 1

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from cqrs_lab.aio.subscriptions import AsyncSubscription
 from cqrs_lab.codec import EventCodec, StoredEvent
 from cqrs_lab.domain import Event
-from cqrs_lab.envelope import EventEnvelope
+from cqrs_lab.envelope import EventEnvelope, envelope_of
 from cqrs_lab.errors import ConcurrencyError, ConfigurationError, StoreError, StoreUnavailableError
 from cqrs_lab.stores import _sql
 from cqrs_lab.stores.base import (
@@ -102,7 +102,8 @@ class AsyncPostgresEventStore(RecordCodec):
                     kwargs={"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))},
                     configure=_configure,
                     open=False,
-                    timeout=max(30.0, self.connect_timeout),
+                    timeout=self.connect_timeout,  # bounded while the server is away, as the sync pool
+                    reconnect_timeout=self.connect_timeout / 2,
                     name=f"cqrs_lab async {self.label}",
                 )
                 try:
@@ -191,12 +192,14 @@ class AsyncPostgresEventStore(RecordCodec):
         command: StoredCommand | None = None,
     ) -> list[EventEnvelope]:
         """Store one command's events (and a snapshot, and the command's id) atomically;
-        ``ConcurrencyError`` if a sequence or the command id is taken. Returns the envelopes
-        with their global ``position``."""
+        ``ConcurrencyError`` if a sequence or the command id is taken, ``UnstorableEventError``
+        for an event that would not read back. Returns the envelopes with their global
+        ``position`` and their events as read back."""
         if not envelopes:
             return []
         done: dict[int, str] = {}
         records = [self._encode(e, done) for e in envelopes]
+        events = self._read_back(records, envelopes)  # nothing is acknowledged that a load would fail on
         statement, params = insert_statement(self._q, records)
         async with self._connection("commit events") as conn:
             try:
@@ -229,7 +232,12 @@ class AsyncPostgresEventStore(RecordCodec):
                 row = await cursor.fetchone()
                 raise ConcurrencyError(_sql.conflict_message(records, row[0] if row else 0)) from exc
         positions = sorted(int(row[0]) for row in rows)
-        return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
+        return [
+            envelope_of(
+                e.aggregate_type, e.aggregate_id, e.sequence, event, e.metadata, e.recorded_at, e.event_id, p
+            )
+            for e, event, p in zip(envelopes, events, positions, strict=True)
+        ]
 
     # -- live ---------------------------------------------------------------
     @asynccontextmanager

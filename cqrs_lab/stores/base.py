@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from cqrs_lab.codec import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_KEY_BYTES,
     EventCodec,
     StoredEvent,
     Where,
@@ -30,7 +34,13 @@ from cqrs_lab.codec import (
 )
 from cqrs_lab.domain import Aggregate, Event, Query
 from cqrs_lab.envelope import EventEnvelope, QueryContext, envelope_of
-from cqrs_lab.errors import ConfigurationError, CorruptRecordError
+from cqrs_lab.errors import (
+    ConfigurationError,
+    CorruptRecordError,
+    CqrsLabError,
+    StoreError,
+    UnstorableEventError,
+)
 from cqrs_lab.subscriptions import POLL_INTERVAL, Signal, Subscription
 
 if TYPE_CHECKING:
@@ -224,8 +234,10 @@ class EventStore(Protocol):
     ) -> list[EventEnvelope]:
         """Store one command's events (and optionally a snapshot) atomically.
 
-        Raises ``ConcurrencyError`` (storing nothing) when any sequence is taken.
-        Returns the envelopes with their global ``position`` set.
+        Raises ``ConcurrencyError`` (storing nothing) when any sequence is taken, and
+        ``UnstorableEventError`` (storing nothing) for an event it could not read back.
+        Returns the envelopes with their global ``position`` set, each carrying its
+        event as the store reads it back (what a later load gives).
         """
         ...
 
@@ -354,6 +366,62 @@ def _stream_where(aggregate_type: str, aggregate_id: str, sequence: int) -> str:
     return f"event {aggregate_type}/{aggregate_id} sequence {sequence}"
 
 
+def _shown(text: object, limit: int = 80) -> str:
+    """``text`` for a message: surrogates and control characters escaped, long text cut."""
+    shown = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = shown.replace("\x00", "\\x00")
+    if len(shown) > limit:
+        shown = f"{shown[: limit - 20]}... ({len(str(text)):,} characters)"
+    return shown
+
+
+def _commit_where(envelope: EventEnvelope) -> str:
+    return (
+        f"event {_shown(envelope.aggregate_type)}/{_shown(envelope.aggregate_id)} sequence "
+        f"{envelope.sequence} ({_shown(envelope.payload.event_type)})"
+    )
+
+
+def _unstorable(where: Where, reason: str) -> UnstorableEventError:
+    return UnstorableEventError(
+        f"cannot store {where_text(where)}: {reason}. Nothing of this commit was stored."
+    )
+
+
+def _check_text(where: Where, what: str, value: object, limit: int | None = None) -> None:
+    """Refuse text no store can keep: not a string, a NUL, an unpaired surrogate, too long."""
+    if not isinstance(value, str):
+        raise _unstorable(where, f"its {what} is a {type(value).__name__}, not text")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+            raise _unstorable(
+                where, f"its {what} contains an unpaired surrogate ({bad}), which is not valid Unicode text"
+            ) from exc
+    if "\x00" in value:
+        raise _unstorable(where, f"its {what} contains a NUL character (\\x00)")
+    if limit is not None and len(value) > limit // 4 and len(value.encode()) > limit:
+        raise _unstorable(
+            where, f"its {what} is {len(value.encode()):,} bytes of UTF-8; the limit is {limit} bytes"
+        )
+
+
+def _check_json_size(where: Where, what: str, text: str) -> None:
+    if len(text) > MAX_JSON_BYTES // 4 and len(text.encode()) > MAX_JSON_BYTES:
+        raise _unstorable(
+            where,
+            f"its {what} is {len(text.encode()):,} bytes of JSON; the limit is {MAX_JSON_BYTES:,} "
+            "bytes (cqrs_lab.codec.MAX_JSON_BYTES): keep large data outside the event and store a reference",
+        )
+
+
+def _too_deep(error: BaseException) -> bool:
+    text = str(error)
+    return "recursion limit exceeded" in text or "Maximum serialization depth exceeded" in text
+
+
 def _aware(value: object, where: Where) -> datetime:
     """``recorded_at`` as an aware datetime (naive values from a driver are UTC)."""
     moment: datetime
@@ -457,27 +525,88 @@ class RecordCodec:
         return stream
 
     def encode(self, envelope: EventEnvelope) -> StoredEvent:
+        """The row stored for ``envelope``; ``UnstorableEventError`` for an event no store can keep."""
         return self._encode(envelope, {})
 
     def _encode(self, envelope: EventEnvelope, metadata_done: dict[int, str]) -> StoredEvent:
-        """``encode``, encoding a metadata mapping shared by several envelopes once.
+        """``encode``, encoding (and checking) a metadata mapping shared by several envelopes once.
 
         ``metadata_done`` is keyed by ``id()``, so it must not outlive the envelopes.
         """
+        where = partial(_commit_where, envelope)  # called only to name the event in an error
         metadata = metadata_done.get(id(envelope.metadata))
         if metadata is None:
-            metadata = metadata_done[id(envelope.metadata)] = encode_metadata(envelope.metadata)
-        return StoredEvent(
+            metadata = encode_metadata(envelope.metadata, where)
+            _check_text(where, "metadata", metadata)
+            _check_json_size(where, "metadata", metadata)
+            metadata_done[id(envelope.metadata)] = metadata
+        event = envelope.payload
+        try:
+            payload = self.codec.encode(event)
+        except PydanticSerializationError as exc:
+            reason = (
+                f"its payload is nested deeper than {MAX_JSON_DEPTH} levels"
+                if _too_deep(exc)
+                else "a text in its payload contains an unpaired surrogate, which is not valid Unicode"
+                if "surrogates not allowed" in str(exc)
+                else f"its payload cannot be written as JSON ({exc})"
+            )
+            raise _unstorable(where, reason) from exc
+        record = StoredEvent(
             aggregate_type=envelope.aggregate_type,
             aggregate_id=envelope.aggregate_id,
             sequence=envelope.sequence,
-            event_type=envelope.payload.event_type,
-            event_version=envelope.payload.event_version,
-            payload=self.codec.encode(envelope.payload),
+            event_type=event.event_type,
+            event_version=event.event_version,
+            payload=payload,
             metadata=metadata,
             recorded_at=envelope.recorded_at,
             event_id=str(envelope.event_id),
         )
+        _check_text(where, "aggregate type", record.aggregate_type, MAX_KEY_BYTES)
+        _check_text(where, "aggregate id", record.aggregate_id, MAX_KEY_BYTES)
+        _check_text(where, "event type", record.event_type)
+        _check_text(where, "event version", record.event_version)
+        _check_text(where, "event id", record.event_id)
+        _check_json_size(where, "payload", payload)
+        return record
+
+    def _read_back(self, records: Sequence[StoredEvent], envelopes: Sequence[EventEnvelope]) -> list[Event]:
+        """Each record's event as this store's codec reads it back; ``UnstorableEventError``
+        for one it cannot (so nothing is acknowledged that a load would fail on)."""
+        codec = self.codec
+        validators: dict[tuple[str, str], Callable[[str], Event] | None] = {}
+        events = []
+        for record, envelope in zip(records, envelopes, strict=True):
+            key = (record.event_type, record.event_version)
+            validate = validators.get(key, _UNSEEN)
+            if validate is _UNSEEN:
+                validate = validators[key] = codec.validator(*key)
+            event: Event | None = None
+            if validate is not None:
+                with suppress(ValidationError, ValueError):
+                    event = validate(record.payload)
+            if event is None:
+                where = partial(_commit_where, envelope)
+                if codec.event_class(record.event_type) is None:
+                    raise _unstorable(
+                        where,
+                        f"event type {record.event_type!r} is not registered with this store's codec, "
+                        "so it could not be loaded: register its class (codec.register(cls))",
+                    )
+                try:
+                    event = codec.decode(record.event_type, record.event_version, record.payload, where)
+                except CqrsLabError as exc:
+                    cause = exc.__cause__ if exc.__cause__ is not None else exc
+                    reason = (
+                        f"its payload is nested deeper than {MAX_JSON_DEPTH} levels, which the JSON "
+                        "reader refuses"
+                        if _too_deep(cause)
+                        else f"its payload does not read back: {cause}"
+                    )
+                    raise _unstorable(where, reason) from cause
+            events.append(event)
+        return events
 
 
 class RecordEventStore(RecordCodec, ABC):
@@ -514,12 +643,16 @@ class RecordEventStore(RecordCodec, ABC):
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> StoredSnapshot | None: ...
 
     @abstractmethod
-    def import_arrow(self, data: Any) -> int:
-        """Append an event table (see ``cqrs_lab.stores.arrow.to_event_table``) atomically.
+    def _stream_heads(self, aggregate_types: list[str], aggregate_ids: list[str]) -> Sequence[int]:
+        """The last stored sequence of each stream (0 for one without events), in one query."""
+
+    @abstractmethod
+    def _insert_import(self, table: pa.Table) -> int:
+        """Append a checked, non-empty event table atomically; returns the count.
 
         Positions are assigned anew, in the order of the input's ``position``
-        column; a taken (aggregate_type, aggregate_id, sequence) raises
-        ``ConcurrencyError`` and nothing is imported. Returns the count.
+        column. A (aggregate_type, aggregate_id, sequence) taken since the check
+        (a lost race) raises ``ConcurrencyError`` and nothing is imported.
         """
 
     @abstractmethod
@@ -590,8 +723,15 @@ class RecordEventStore(RecordCodec, ABC):
         if not envelopes:
             return []
         done: dict[int, str] = {}  # a command's envelopes share one metadata mapping
-        positions = self._append_records([self._encode(e, done) for e in envelopes], snapshot, command)
-        return [e.with_position(p) for e, p in zip(envelopes, positions, strict=True)]
+        records = [self._encode(e, done) for e in envelopes]
+        events = self._read_back(records, envelopes)
+        positions = self._append_records(records, snapshot, command)
+        return [
+            envelope_of(
+                e.aggregate_type, e.aggregate_id, e.sequence, event, e.metadata, e.recorded_at, e.event_id, p
+            )
+            for e, event, p in zip(envelopes, events, positions, strict=True)
+        ]
 
     def read_all(self, after_position: int = 0, *, batch_size: int = 1000) -> Iterator[EventEnvelope]:
         position = after_position
@@ -635,6 +775,23 @@ class RecordEventStore(RecordCodec, ABC):
 
     def _read_envelopes(self, after_position: int, limit: int) -> list[EventEnvelope]:
         return self._decode_rows(self._read_records(after_position, limit))
+
+    def import_arrow(self, data: Any) -> int:
+        """Append an event table (an Arrow table, a pandas DataFrame or a list of dicts with
+        the columns of ``cqrs_lab.stores.arrow.event_arrow_schema()``) atomically.
+
+        The input is checked first (``cqrs_lab.stores.arrow.check_import``): a rule it
+        breaks is an ``InvalidImportError`` naming the row and column, and nothing is
+        imported. Positions are assigned anew, in the order of the input's ``position``
+        column. Returns the count.
+        """
+        from cqrs_lab.stores.arrow import check_import, to_event_table
+
+        table = to_event_table(data)
+        if table.num_rows == 0:
+            return 0
+        check_import(table, self._stream_heads)
+        return self._insert_import(table)
 
     def import_events(self, path_or_data: str | Path | Any, format: str | None = None) -> int:
         """Import a Parquet, JSON Lines or CSV file (format from ``format`` or the suffix),
@@ -740,9 +897,7 @@ class RecordQueryStore(ABC):
         *,
         checkpoint: tuple[str, int, int] | None = None,
     ) -> list[QueryContext[Any]]:
-        records = [
-            StoredQuery(c.query_type, c.view_id, c.version + 1, c.payload.model_dump_json()) for c in contexts
-        ]
+        records = [StoredQuery(c.query_type, c.view_id, c.version + 1, _view_json(c)) for c in contexts]
         self._commit_queries(records, checkpoint)
         return [QueryContext(c.view_id, c.version + 1, c.payload) for c in contexts]
 
@@ -751,3 +906,15 @@ class RecordQueryStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _view_json(context: QueryContext[Any]) -> str:
+    try:
+        text: str = context.payload.model_dump_json()
+    except PydanticSerializationError as exc:
+        raise StoreError(
+            f"cannot store view {context.query_type}/{_shown(context.view_id)}: it cannot be written as "
+            f"JSON ({exc}). Nothing of this batch was written; views are kept as JSON, so keep their "
+            f"fields JSON-serializable and nested at most {MAX_JSON_DEPTH} levels."
+        ) from exc
+    return text

@@ -30,6 +30,7 @@ process) are not seen by it.
 from __future__ import annotations
 
 import re
+import stat
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -49,7 +50,7 @@ from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import (
     ConcurrencyError,
     ConfigurationError,
-    CorruptRecordError,
+    InvalidImportError,
     SchemaVersionError,
     StoreError,
     StoreLockedError,
@@ -78,7 +79,17 @@ __all__ = ["DuckDBEventStore", "DuckDBQueryStore"]
 
 MEMORY = ":memory:"
 _IMPORT_VIEW = "_cqrs_lab_import"
+_HEADS_VIEW = "_cqrs_lab_import_streams"
 _CONFLICTS = (duckdb.ConstraintException, duckdb.TransactionException)
+# A TransactionException is a lost race only when it says so; "Failed to commit: Could
+# not write file ...: No space left on device" is one too.
+_RACE = re.compile(r"constraint|duplicate key|conflict", re.IGNORECASE)
+_DISK_FULL = re.compile(r"no space left|disk (is )?full|not enough space", re.IGNORECASE)
+# Bytes 8-11 of every DuckDB database file.
+_MAGIC = b"DUCK"
+# DuckDB's JSON reader accepts trailing commas ({"a": 1,}); pydantic's, which reads the
+# events back, does not. Imported values that may hold one are parsed again first.
+_TRAILING_COMMA = r",\s*[}\]]"
 
 
 def _sql_for(template: str) -> str:
@@ -145,12 +156,87 @@ def _insert_events(rows: int) -> str:
     return f"INSERT INTO main.events ({_sql.EVENT_COLUMN_LIST}) VALUES {values}"
 
 
-def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if path != MEMORY and not Path(path).parent.is_dir():
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_SIGNATURES = ((b"PAR1", "a Parquet file"), (b"SQLite format 3\0", "an SQLite database"))
+
+
+def _is_race(exc: duckdb.Error) -> bool:
+    """Whether a failed write lost a race (a key another write took), not anything else."""
+    text = str(exc)
+    if _DISK_FULL.search(text):
+        return False
+    return isinstance(exc, duckdb.ConstraintException) or bool(_RACE.search(text))
+
+
+def _failure(label: str, what: str, exc: duckdb.Error) -> StoreError:
+    """A DuckDB error as the store error that says what it means and what to do."""
+    text = " ".join(str(exc).split())
+    if _DISK_FULL.search(text):
+        return StoreError(
+            f"the disk holding DuckDB file {label!r} is full: DuckDB could not {what} ({text}). "
+            "Nothing of it was stored; free some space and try again (the same store works again)."
+        )
+    if isinstance(exc, duckdb.PermissionException) or "permission denied" in text.lower():
+        return StoreError(
+            f"no permission to {what} in DuckDB file {label!r} ({text}): check the rights on the "
+            "file and its folder."
+        )
+    if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
+        return StoreError(
+            f"DuckDB stopped using {label!r} after a fatal error and cannot {what} ({text}). Close "
+            "every store on it and open it again; what was committed before is in the file."
+        )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return StoreError(f"DuckDB ran out of memory trying to {what} on {label!r} ({text}).")
+    return StoreError(f"DuckDB failed to {what} on {label!r}: {text}")
+
+
+def _check_file(path: str) -> None:
+    """Refuse a path that is not a DuckDB database or a file to create, before DuckDB
+    opens it: DuckDB would open a Parquet, CSV or JSON file as an in-memory database
+    (and forget everything written to it), and block on a named pipe."""
+    target = Path(path)
+    if not target.parent.is_dir():
         raise StoreUnavailableError(
-            f"cannot open DuckDB file {path!r}: folder {str(Path(path).parent)!r} does not exist. "
+            f"cannot open DuckDB file {path!r}: folder {str(target.parent)!r} does not exist. "
             "Create the folder first, or give another path."
         )
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return  # a new database
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {exc.strerror or exc}") from exc
+    kind = next((name for test, name in _KINDS if test(mode)), None)
+    if kind is not None:
+        raise StoreUnavailableError(
+            f"cannot open {path!r} as a DuckDB database: it is {kind}, not a regular file. Give the "
+            "path of a DuckDB database file, or of a new file to create."
+        )
+    try:
+        with target.open("rb") as file:
+            header = file.read(16)
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot open DuckDB file {path!r}: {exc.strerror or exc}") from exc
+    if header[8:12] != _MAGIC:
+        what = "empty" if not header else next(
+            (name for signature, name in _SIGNATURES if header.startswith(signature)), "another kind of file"
+        )
+        raise StoreUnavailableError(
+            f"{path!r} is not a DuckDB database (it is {what}); it was not opened and is unchanged. "
+            "Give the path of a DuckDB database file, or of a new file to create."
+        )
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if path != MEMORY:
+        _check_file(path)
     try:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
@@ -192,7 +278,7 @@ def _newer_storage(path: str, text: str) -> SchemaVersionError | None:
     with suppress(OSError), open(path, "rb") as file:
         header = file.read(84)
         release = header[52:84].split(b"\0", 1)[0].decode("ascii", "replace")
-        if header[8:12] == b"DUCK" and release:
+        if header[8:12] == _MAGIC and release:
             writer = f"DuckDB {release} ({writer})"
     return SchemaVersionError(
         f"DuckDB file {path!r} was written by {writer}, and the installed DuckDB "
@@ -442,6 +528,8 @@ def _prepare(db: _Database) -> None:
                 conn.execute(statement)
             conn.execute(_sql_for(_sql.STAMP_SCHEMA_VERSION), [_sql.SCHEMA_VERSION])
     except duckdb.Error as exc:
+        if _DISK_FULL.search(str(exc)) or isinstance(exc, duckdb.PermissionException):
+            raise _failure(db.label, "create the cqrs_lab tables", exc) from exc
         raise StoreError(
             f"cannot create the cqrs_lab tables in DuckDB file {db.label!r} ({exc}). Is it a "
             "database of another application? Give cqrs_lab a file of its own."
@@ -467,7 +555,7 @@ class _DuckDBStore:
         return self._db.read_only
 
     @contextmanager
-    def _locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _locked(self, what: str = "read or write it") -> Iterator[duckdb.DuckDBPyConnection]:
         """The shared connection, for one thread at a time; DuckDB errors become store errors."""
         with self._db.lock:
             if self._db.closed:
@@ -475,7 +563,7 @@ class _DuckDBStore:
             try:
                 yield self._db.conn
             except duckdb.Error as exc:
-                raise StoreError(f"DuckDB failed on {self._db.label!r}: {exc}") from exc
+                raise _failure(self._db.label, what, exc) from exc
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the database (usable from any thread), in UTC."""
@@ -665,7 +753,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
     ) -> list[int]:
         self._writable("commit events")
         statement = _insert_events(len(records))
-        with self._locked() as conn:
+        with self._locked("commit events") as conn:
             # Positions come from the head this process keeps (writers are serialized
             # by the lock). If something wrote around it (raw SQL), the position key
             # collides: re-read the head once and try again before calling it a race.
@@ -694,6 +782,8 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                             if command is not None:
                                 conn.execute(_INSERT_COMMAND, command.values())
                 except _CONFLICTS as exc:
+                    if not _is_race(exc):
+                        raise _failure(self._db.label, "commit events", exc) from exc
                     self._db.head = None
                     if self._db.known is not None:
                         self._db.known.refused(records)
@@ -718,14 +808,46 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
 
     # -- bulk -------------------------------------------------------------
     def import_arrow(self, data: Any) -> int:
-        """Append an event table atomically (registered with DuckDB, one INSERT ... SELECT)."""
-        from cqrs_lab.stores.arrow import number_positions, to_event_table
-
+        """``RecordEventStore.import_arrow``, refused at once on a read-only store."""
         self._writable("import events")
-        table = to_event_table(data)
-        if table.num_rows == 0:
-            return 0
-        with self._locked() as conn:
+        return super().import_arrow(data)
+
+    def _stream_heads(self, aggregate_types: list[str], aggregate_ids: list[str]) -> list[int]:
+        import pyarrow as pa
+
+        streams = pa.table(
+            {"i": range(len(aggregate_ids)), "aggregate_type": aggregate_types, "aggregate_id": aggregate_ids}
+        )
+        heads = [0] * len(aggregate_ids)
+        with self._locked("look up the streams to import") as conn:
+            conn.register(_HEADS_VIEW, streams)
+            try:
+                found = conn.execute(
+                    f"SELECT s.i, max(e.sequence) FROM {_HEADS_VIEW} AS s JOIN main.events AS e"
+                    " ON e.aggregate_type = s.aggregate_type AND e.aggregate_id = s.aggregate_id GROUP BY s.i"
+                ).fetchall()
+            finally:
+                conn.unregister(_HEADS_VIEW)
+        for i, head in found:
+            heads[i] = int(head)
+        return heads
+
+    def _insert_import(self, table: pa.Table) -> int:
+        """Append a checked event table atomically (registered with DuckDB, one INSERT ... SELECT)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from cqrs_lab.stores.arrow import invalid_json, number_positions
+
+        suspects = pc.or_(
+            pc.match_substring_regex(table.column("payload"), _TRAILING_COMMA),
+            pc.match_substring_regex(table.column("metadata"), _TRAILING_COMMA),
+        )
+        if pc.any(suspects).as_py():
+            invalid = invalid_json(table, np.flatnonzero(suspects.to_numpy(zero_copy_only=False)))
+            if invalid is not None:
+                raise invalid
+        with self._locked("import events") as conn:
             if self._db.known is not None:
                 self._db.known.forget()  # the import may continue streams known here
             # One INSERT in autocommit mode: it goes in whole or not at all. A taken
@@ -739,13 +861,15 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                 try:
                     conn.execute(_IMPORT)
                 except _CONFLICTS as exc:
+                    if not _is_race(exc):
+                        raise _failure(self._db.label, "import events", exc) from exc
                     self._db.head = None
                     if not retried and self._head(conn) != head:
                         retried = True
                         continue
                     raise self._import_conflict(conn) from exc
                 except duckdb.ConversionException as exc:
-                    raise CorruptRecordError(
+                    raise invalid_json(table) or InvalidImportError(
                         f"cannot import: a payload or metadata value is not valid JSON ({exc}). "
                         "Nothing was imported."
                     ) from exc
@@ -781,18 +905,17 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
 
     def export_events(self, path: str | Path, format: str | None = None) -> int:
         """Write the log to a file; Parquet is streamed out by DuckDB's ``COPY``."""
-        from cqrs_lab.stores.arrow import format_for
+        from cqrs_lab.stores.arrow import format_for, replacing
 
         if format_for(path, format) != "parquet":
             return super().export_events(path, format)
-        target = Path(path)
-        if not target.parent.is_dir():
-            raise ConfigurationError(
-                f"cannot write {str(target)!r}: folder {str(target.parent)!r} does not exist"
-            )
-        literal = str(target).replace("'", "''")
-        with self._locked() as conn:
-            row = _first(conn, f"COPY ({_EXPORT}) TO '{literal}' (FORMAT parquet)", [0])
+        with replacing(Path(path)) as temporary:
+            literal = str(temporary).replace("'", "''")
+            with self._locked("export events") as conn:
+                try:
+                    row = _first(conn, f"COPY ({_EXPORT}) TO '{literal}' (FORMAT parquet)", [0])
+                except duckdb.IOException as exc:  # the file could not be written: say why
+                    raise OSError(" ".join(str(exc).split())) from exc
         return int(row[0]) if row else 0
 
     def __repr__(self) -> str:
@@ -840,7 +963,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
     ) -> None:
         self._writable("commit views")
         new, old = _sql.query_batches(records)
-        with self._locked() as conn:
+        with self._locked("commit views") as conn:
             try:
                 with _transaction(conn):
                     if checkpoint is not None:
@@ -855,6 +978,8 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     if len(written) != len(records):
                         raise ConcurrencyError(_sql.view_conflict_message(records, written))
             except _CONFLICTS as exc:
+                if not _is_race(exc):
+                    raise _failure(self._db.label, "commit views", exc) from exc
                 raise ConcurrencyError(
                     "another writer updated some of these views at the same time; nothing of this "
                     "batch was written. Reload the views and apply the events again."
@@ -903,7 +1028,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
         self._writable("commit process states")
         new, old = _sql.process_batches(states)
         removed = [*cancelled, *((d.process_id, d.deadline) for d in deadlines)]
-        with self._locked() as conn:
+        with self._locked("commit process states") as conn:
             try:
                 with _transaction(conn):
                     written = len(conn.execute(_UPDATE_PROCESSES, [*old, name]).fetchall()) if old[0] else 0
@@ -919,6 +1044,8 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                     if deadlines:
                         conn.execute(_INSERT_DEADLINES, [name, *_sql.deadline_columns(deadlines)])
             except _CONFLICTS as exc:
+                if not _is_race(exc):
+                    raise _failure(self._db.label, "commit process states", exc) from exc
                 raise ConcurrencyError(process_conflict(name)) from exc
         if checkpoint is not None:
             self._db.checkpoints.fire()

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cqrs_lab.codec import EventCodec, StoredEvent
 from cqrs_lab.errors import ConcurrencyError
@@ -131,11 +131,22 @@ class MemoryEventStore(RecordEventStore):
         with self._lock:
             return self._snapshots.get((aggregate_type, aggregate_id))
 
-    def import_arrow(self, data: Any) -> int:
-        """Append an event table (see ``cqrs_lab.stores.arrow``) atomically; returns the count."""
-        from cqrs_lab.stores.arrow import to_event_table
+    def _stream_heads(self, aggregate_types: list[str], aggregate_ids: list[str]) -> list[int]:
+        with self._lock:
+            streams = [self._streams.get(key) for key in zip(aggregate_types, aggregate_ids, strict=True)]
+        return [stream[-1].sequence if stream else 0 for stream in streams]
 
-        table = to_event_table(data).sort_by("position")
+    def _insert_import(self, table: pa.Table) -> int:
+        """Append a checked event table atomically; returns the count.
+
+        No database parses the JSON here, so every payload and metadata is parsed first.
+        """
+        from cqrs_lab.stores.arrow import invalid_json
+
+        invalid = invalid_json(table)
+        if invalid is not None:
+            raise invalid
+        table = table.sort_by("position")
         records = [
             StoredEvent(
                 aggregate_type=row["aggregate_type"],

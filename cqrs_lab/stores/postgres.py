@@ -66,11 +66,12 @@ from cqrs_lab.domain import Event
 from cqrs_lab.errors import (
     ConcurrencyError,
     ConfigurationError,
-    CorruptRecordError,
     CqrsLabError,
+    InvalidImportError,
     SchemaVersionError,
     StoreError,
     StoreUnavailableError,
+    UnstorableEventError,
 )
 from cqrs_lab.pg_server import DSN_ENV
 from cqrs_lab.stores import _sql
@@ -95,7 +96,20 @@ from cqrs_lab.subscriptions import POLL_INTERVAL, Signal
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DSN_ENV", "PostgresEventStore", "PostgresQueryStore", "ProjectionLeases"]
+__all__ = [
+    "DSN_ENV",
+    "DSN_SOURCES",
+    "NOT_CREATED",
+    "PostgresEventStore",
+    "PostgresQueryStore",
+    "ProjectionLeases",
+    "classify_error",
+]
+
+DSN_SOURCES = f"the dsn argument or ${DSN_ENV}"
+"""Where a DSN comes from, as error messages say it (the command line says ``--dsn``)."""
+NOT_CREATED = "check the schema name (a store opened with create=False does not create it)"
+"""What the error for a missing schema says to do (the command line says ``--schema``)."""
 
 DEFAULT_SCHEMA = "cqrs_lab"
 _IMPORT_BATCH = 10_000
@@ -179,6 +193,14 @@ _LOAD_SNAPSHOT_AND_STREAM = """
     WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
 _NOTIFY_CHECKPOINT = "SELECT pg_notify('cqrs_lab_checkpoints', '{schema}')"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
+# The last stored sequence of each stream an import writes to, for all of them at once.
+_STREAM_HEADS = """
+    SELECT s.n, max(e.sequence) FROM unnest(?::TEXT[], ?::TEXT[]) WITH ORDINALITY AS s(t, id, n)
+    JOIN {schema}.events AS e ON e.aggregate_type = s.t AND e.aggregate_id = s.id GROUP BY s.n"""
+# A pooled connection unused this long is checked (one empty query) before it is handed
+# out, so connections a restarted server or pg_terminate_backend closed are replaced
+# instead of failing a call; a busy store pays nothing.
+_CHECK_IDLE_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,7 @@ class _Statements:
     take_positions: str
     copy_events: str
     event_exists: str
+    stream_heads: str
     load_snapshot: str
     upsert_snapshot: str
     load_query: str
@@ -252,6 +275,7 @@ def _statements(schema: str) -> _Statements:
         take_positions=r(_TAKE_IMPORT_POSITIONS),
         copy_events=r(_COPY_EVENTS),
         event_exists=r(_EVENT_EXISTS),
+        stream_heads=r(_STREAM_HEADS),
         load_snapshot=r(_sql.LOAD_SNAPSHOT),
         upsert_snapshot=r(_sql.UPSERT_SNAPSHOT),
         load_query=r(_sql.LOAD_QUERY),
@@ -280,10 +304,92 @@ def _resolve_dsn(dsn: str | None) -> str:
     value = dsn if dsn is not None else os.environ.get(DSN_ENV)
     if not value:
         raise ConfigurationError(
-            f"no PostgreSQL DSN: pass dsn='postgresql://user:password@host:5432/dbname' or set "
-            f"the {DSN_ENV} environment variable"
+            f"no PostgreSQL DSN: give one ({DSN_SOURCES}), e.g. postgresql://user:password@host:5432/dbname"
         )
     return value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def classify_error(exc: psycopg.Error, label: str, what: str) -> CqrsLabError:
+    """A psycopg error as the cqrs_lab error that says what to do, by its SQLSTATE class:
+    connection trouble is transient (``StoreUnavailableError``), a serialization failure
+    or deadlock is a lost race (``ConcurrencyError``), a value PostgreSQL cannot hold is
+    ``UnstorableEventError``, and the rest (timeouts, a full disk, missing rights) is a
+    ``StoreError`` saying which."""
+    state = exc.sqlstate or ""
+    text = _one_line(exc)
+    on = f"({label}) trying to {what}"
+    if state.startswith("08") or state in ("57P01", "57P02", "57P03") or (
+        not state and isinstance(exc, psycopg.OperationalError)
+    ):
+        unsure = (
+            " If the connection dropped while the commit was being confirmed, it may have been "
+            "stored: repeat the command with the same command_id (it is then stored once), or "
+            "load the aggregate (or read the log) before repeating it."
+            if "commit" in what or "import" in what
+            else ""
+        )
+        return StoreUnavailableError(
+            f"lost the PostgreSQL connection {on}: {text}.{unsure} Check that the server is up; "
+            "the store reconnects by itself when it is back."
+        )
+    if state == "53300":
+        return StoreUnavailableError(
+            f"PostgreSQL has no connection free {on}: {text}. Retry later, or lower pool_size "
+            "(or raise the server's max_connections)."
+        )
+    if state.startswith("40"):
+        return ConcurrencyError(
+            f"PostgreSQL aborted the transaction {on} because of a concurrent one ({text}); nothing "
+            "was written. Retry."
+        )
+    if state == "57014":
+        return StoreError(
+            f"PostgreSQL cancelled the statement {on}: {text}. That is the statement_timeout of the "
+            "server, database or user (or a cancel request); nothing was written. Raise "
+            "statement_timeout, or find what held the locks it waited for."
+        )
+    if state == "55P03":
+        return StoreError(
+            f"PostgreSQL could not get a lock in time {on}: {text}. That is lock_timeout; nothing was "
+            "written. Raise lock_timeout, or find the transaction that held the lock."
+        )
+    if state == "53100":
+        return StoreError(
+            f"the PostgreSQL server's disk is full {on}: {text}. Nothing was written; free space on the "
+            "server and try again."
+        )
+    if state.startswith("53"):
+        return StoreError(f"the PostgreSQL server ran out of resources {on}: {text}. Nothing was written.")
+    if state == "42501":
+        return StoreError(
+            f"the PostgreSQL user lacks the rights {on}: {text}. Grant it USAGE and CREATE on the schema "
+            "and SELECT, INSERT, UPDATE, DELETE on its tables, or use another user."
+        )
+    if state == "25006":
+        return StoreError(
+            f"the PostgreSQL server is read-only {on} (a standby?): {text}. Connect to the primary."
+        )
+    if state == "22P05":
+        return UnstorableEventError(
+            f"PostgreSQL refused the data {on}: {text}. JSONB cannot hold the NUL character (\\u0000) "
+            "in strings; remove it from the event or view. Nothing was stored."
+        )
+    if state.startswith("54"):
+        return UnstorableEventError(
+            f"PostgreSQL refused the data {on}: {text}. A value is beyond a PostgreSQL limit (an index "
+            "entry, or a JSON document too large or too deep); nothing was stored."
+        )
+    if state.startswith("22") or isinstance(exc, psycopg.DataError):
+        return UnstorableEventError(
+            f"PostgreSQL refused a value {on}: {text}. Nothing was stored."
+        )
+    if state.startswith("23"):
+        return StoreError(f"a PostgreSQL constraint refused the write {on}: {text}. Nothing was written.")
+    return StoreError(f"PostgreSQL failed {on}: {text}")
 
 
 def _describe(dsn: str) -> str:
@@ -296,19 +402,14 @@ def _describe(dsn: str) -> str:
     return " ".join(shown) or "the default server"
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Each pooled connection works in UTC, whatever the server's default time zone."""
-    conn.execute("SET TIME ZONE 'UTC'")
-
-
 def connect(dsn: str, label: str, timeout: float, **options: Any) -> psycopg.Connection[Any]:
     """A direct autocommit connection; a failure says why, as a cqrs_lab error."""
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, math.ceil(timeout)), **options)
     except psycopg.OperationalError as exc:
         raise StoreUnavailableError(
-            f"cannot connect to PostgreSQL ({label}): {str(exc).strip()}. Check the DSN "
-            f"(argument or {DSN_ENV}) and that the server is running."
+            f"cannot connect to PostgreSQL ({label}): {_one_line(exc)}. Check the DSN "
+            f"({DSN_SOURCES}) and that the server is running."
         ) from exc
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"the PostgreSQL DSN is not valid: {exc}") from exc
@@ -328,18 +429,27 @@ class _Pool:
         self.users = 1
         self.lock = threading.Lock()
         self.listeners: dict[str, _Listener] = {}
+        self.used_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float]
+        self.used_at = weakref.WeakKeyDictionary()  # a pooled connection's last checkout
         # One direct connection first: it fails fast with the server's own reason
         # (refused, unknown database, bad password) instead of a pool timeout.
         with self.connect():
             pass
+        # Bounded and self-healing while the server is away: a call waits at most
+        # connect_timeout for a connection (then StoreUnavailableError), and the pool
+        # gives up its own reconnection attempts after connect_timeout / 2, so the
+        # next call after the server is back starts a fresh attempt at once instead of
+        # waiting out an exponential backoff.
         self.pool = ConnectionPool(
             dsn,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": self._timeout_seconds()},
-            configure=_configure,
+            configure=self._configure,
+            check=self._check,
             open=False,
-            timeout=max(30.0, connect_timeout),
+            timeout=connect_timeout,
+            reconnect_timeout=connect_timeout / 2,
             name=f"cqrs_lab {self.label}",
         )
         try:
@@ -353,6 +463,22 @@ class _Pool:
 
     def _timeout_seconds(self) -> int:
         return max(1, math.ceil(self.connect_timeout))
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Each pooled connection works in UTC, whatever the server's default time zone."""
+        conn.execute("SET TIME ZONE 'UTC'")
+        self.used_at[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """Before handing out a connection unused for a while, make sure it still works.
+
+        (Timed from its last checkout: a ``reset`` callback would time it from its
+        return, but makes the pool return every connection through a worker thread.)
+        """
+        now = time.monotonic()
+        if now - self.used_at.get(conn, 0.0) >= _CHECK_IDLE_AFTER:
+            ConnectionPool.check_connection(conn)
+        self.used_at[conn] = now
 
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A connection outside the pool (autocommit); ``options`` are more libpq parameters."""
@@ -459,12 +585,17 @@ class _Listener:
                     return
 
 
-def prepare(dsn: str, label: str, timeout: float, q: _Statements) -> None:
-    """Create the schema's tables on first use, or check its version stamp."""
+def prepare(dsn: str, label: str, timeout: float, q: _Statements, create: bool = True) -> None:
+    """Create the schema's tables on first use (unless ``create`` is false), or check
+    its version stamp."""
     with connect(dsn, label, timeout) as conn:
         try:
             if _stamped(conn, q) == _sql.SCHEMA_VERSION:
                 return
+            if not create:
+                raise StoreUnavailableError(
+                    f"schema {q.schema!r} has no cqrs_lab tables in {label}: {NOT_CREATED}."
+                )
             with conn.transaction():
                 conn.execute(q.migration_lock, [q.schema])  # one process creates, the others wait
                 if _stamped(conn, q) == _sql.SCHEMA_VERSION:
@@ -475,11 +606,13 @@ def prepare(dsn: str, label: str, timeout: float, q: _Statements) -> None:
         except CqrsLabError:
             raise
         except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
-                f"{str(exc).strip()}. The user needs CREATE rights on the database, or an "
-                "administrator creates the schema once."
-            ) from exc
+            if exc.sqlstate == "42501":
+                raise StoreError(
+                    f"cannot create the cqrs_lab tables in schema {q.schema!r} ({label}): "
+                    f"{_one_line(exc)}. The user needs CREATE rights on the database, or an "
+                    "administrator creates the schema once."
+                ) from exc
+            raise classify_error(exc, label, f"create the cqrs_lab tables in schema {q.schema!r}") from exc
 
 
 def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
@@ -498,7 +631,8 @@ def _stamped(conn: psycopg.Connection[Any], q: _Statements) -> int | None:
 
 @contextmanager
 def store_errors(label: str, what: str) -> Iterator[None]:
-    """Driver and pool errors in the block become cqrs_lab errors saying what failed."""
+    """Driver and pool errors in the block become cqrs_lab errors saying what failed
+    (``classify_error``)."""
     try:
         yield
     except CqrsLabError:
@@ -507,26 +641,17 @@ def store_errors(label: str, what: str) -> Iterator[None]:
         raise StoreError(f"the PostgreSQL store on {label} is closed; open a new one") from exc
     except PoolTimeout as exc:
         raise StoreUnavailableError(
-            f"no PostgreSQL connection to {label} became free or could be opened "
-            f"to {what}. Check that the server is up, or raise pool_size."
-        ) from exc
-    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-        raise ConcurrencyError(
-            f"PostgreSQL aborted the transaction to {what} because of a concurrent one "
-            f"({str(exc).strip()}); nothing was written. Retry."
-        ) from exc
-    except pg_errors.UntranslatableCharacter as exc:
-        raise StoreError(
-            f"PostgreSQL refused the data to {what}: {str(exc).strip()}. JSONB cannot hold the "
-            "NUL character (\\u0000) in strings; remove it from the event or view."
-        ) from exc
-    except psycopg.OperationalError as exc:
-        raise StoreUnavailableError(
-            f"lost the PostgreSQL connection ({label}) trying to {what}: "
-            f"{str(exc).strip()}. Check the server; retrying uses a fresh connection."
+            f"no PostgreSQL connection to {label} within connect_timeout to {what}: the server is down "
+            "or unreachable, or every pooled connection is busy. Nothing was written. Check that the "
+            "server is up (the store reconnects by itself when it is back), or raise pool_size or "
+            "connect_timeout."
         ) from exc
     except psycopg.Error as exc:
-        raise StoreError(f"PostgreSQL failed to {what} ({label}): {str(exc).strip()}") from exc
+        raise classify_error(exc, label, what) from exc
+    except UnicodeEncodeError as exc:
+        raise UnstorableEventError(
+            f"PostgreSQL ({label}) cannot take the text to {what}: {exc}. Nothing was stored."
+        ) from exc
 
 
 def snapshot_and_stream(
@@ -577,7 +702,10 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
     """Event store in a PostgreSQL schema, shared safely by many processes.
 
     ``dsn`` defaults to ``$CQRS_LAB_POSTGRES_DSN``. A wrong DSN or a server that
-    is down raises ``StoreUnavailableError`` within ``connect_timeout`` seconds.
+    is down raises ``StoreUnavailableError`` within ``connect_timeout`` seconds, on
+    opening and on every call while it stays down; when it is back, the same store
+    works again. ``create=False`` never creates the schema or its tables (a missing
+    one is a ``StoreUnavailableError`` naming it): for tools that only read.
     """
 
     def __init__(
@@ -588,12 +716,13 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         codec: EventCodec | None = None,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
+        create: bool = True,
     ) -> None:
         RecordEventStore.__init__(self, codec)
         self._q = _statements(validate_identifier(schema))
         self._hold(_Pool(_resolve_dsn(dsn), pool_size, connect_timeout))
         try:
-            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q, create)
         except BaseException:
             self.close()
             raise
@@ -676,8 +805,15 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         return self._watch(EVENTS_CHANNEL)
 
     # -- bulk -------------------------------------------------------------
-    def import_arrow(self, data: Any) -> int:
-        """Append an event table atomically: positions from ``log_head``, then COPY into ``events``.
+    def _stream_heads(self, aggregate_types: list[str], aggregate_ids: list[str]) -> list[int]:
+        heads = [0] * len(aggregate_ids)
+        with self._connection("look up the streams to import") as conn:
+            for n, head in conn.execute(self._q.stream_heads, [aggregate_types, aggregate_ids]).fetchall():
+                heads[n - 1] = int(head)
+        return heads
+
+    def _insert_import(self, table: pa.Table) -> int:
+        """Append a checked event table atomically: positions from ``log_head``, then COPY into ``events``.
 
         One transaction: the log head is moved by the row count (its lock held to
         the commit, as for any commit), and the rows are copied straight into the
@@ -686,12 +822,9 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
         violates the table's key; the transaction is rolled back and only then is
         the key looked up, to say which case it was.
         """
-        from cqrs_lab.stores.arrow import number_positions, to_event_table
+        from cqrs_lab.stores.arrow import invalid_json, number_positions
 
-        table = to_event_table(data)
         n = table.num_rows
-        if n == 0:
-            return 0
         with self._connection("import events") as conn:
             try:
                 with conn.transaction():
@@ -706,7 +839,7 @@ class PostgresEventStore(_PostgresStore, RecordEventStore):
             except pg_errors.UniqueViolation as exc:
                 raise self._import_conflict(conn, exc) from exc
             except (pg_errors.InvalidTextRepresentation, pg_errors.InvalidParameterValue) as exc:
-                raise CorruptRecordError(
+                raise invalid_json(table) or InvalidImportError(
                     f"cannot import: a payload or metadata value is not valid JSON ({str(exc).strip()}). "
                     "Nothing was imported."
                 ) from exc
@@ -752,7 +885,8 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
     """Views and checkpoints in a PostgreSQL schema.
 
     Give it the ``PostgresEventStore`` to share its pool (and, by default, its
-    schema), or a DSN (``None`` reads ``$CQRS_LAB_POSTGRES_DSN``).
+    schema), or a DSN (``None`` reads ``$CQRS_LAB_POSTGRES_DSN``). ``create=False``
+    as for ``PostgresEventStore``.
     """
 
     def __init__(
@@ -762,6 +896,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
         schema: str | None = None,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
+        create: bool = True,
     ) -> None:
         if isinstance(dsn_or_event_store, PostgresEventStore):
             name = schema if schema is not None else dsn_or_event_store.schema
@@ -771,7 +906,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
             self._q = _statements(validate_identifier(schema if schema is not None else DEFAULT_SCHEMA))
             self._hold(_Pool(_resolve_dsn(dsn_or_event_store), pool_size, connect_timeout))
         try:
-            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q)
+            prepare(self._pool.dsn, self._pool.label, self._pool.connect_timeout, self._q, create)
         except BaseException:
             self.close()
             raise
