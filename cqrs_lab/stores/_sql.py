@@ -291,10 +291,12 @@ _DEADLINE_COLUMNS = (
     "name, process_id, deadline, due_at, origin, aggregate_type, aggregate_id, command_type,"
     " command, metadata"
 )
+# Every parameter in the USING list, in order: DuckDB before 1.3 numbers a DELETE's
+# WHERE parameters before those of its USING clause.
 DELETE_DEADLINES = """
     DELETE FROM {schema}.deadlines AS d
-    USING (SELECT unnest(?::TEXT[]) AS process_id, unnest(?::TEXT[]) AS deadline) AS c
-    WHERE d.name = ? AND d.process_id = c.process_id AND d.deadline = c.deadline"""
+    USING (SELECT ?::TEXT AS name, unnest(?::TEXT[]) AS process_id, unnest(?::TEXT[]) AS deadline) AS c
+    WHERE d.name = c.name AND d.process_id = c.process_id AND d.deadline = c.deadline"""
 INSERT_DEADLINES = f"""
     INSERT INTO {{schema}}.deadlines ({_DEADLINE_COLUMNS})
     SELECT ?::TEXT, unnest(?::TEXT[]), unnest(?::TEXT[]), unnest(?::TIMESTAMPTZ[]), unnest(?::TEXT[]),

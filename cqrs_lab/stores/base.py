@@ -419,7 +419,11 @@ def _check_json_size(where: Where, what: str, text: str) -> None:
 
 def _too_deep(error: BaseException) -> bool:
     text = str(error)
-    return "recursion limit exceeded" in text or "Maximum serialization depth exceeded" in text
+    # pydantic before 2.13 says "Circular reference detected (depth exceeded)" for a deep payload
+    return any(
+        sign in text
+        for sign in ("recursion limit exceeded", "Maximum serialization depth exceeded", "(depth exceeded)")
+    )
 
 
 def _aware(value: object, where: Where) -> datetime:

@@ -536,10 +536,6 @@ def _prepare(db: _Database) -> None:
         ) from exc
 
 
-_RELATION_CURSORS: dict[int, duckdb.DuckDBPyConnection] = {}
-"""The cursor of each relation ``sql()`` returned and that is still alive."""
-
-
 class _DuckDBStore:
     """What both DuckDB stores share: the database handle, ``sql()`` and ``close()``."""
 
@@ -604,10 +600,6 @@ class _DuckDBStore:
                         known.relations.add(relation)
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB could not run the query ({exc}). The log is in events_view.") from exc
-        if relation is not None:
-            # Before DuckDB 1.5 a relation does not keep its cursor open: keep it as long as the relation.
-            _RELATION_CURSORS[id(relation)] = cursor
-            weakref.finalize(relation, _RELATION_CURSORS.pop, id(relation), None)
         return relation
 
     def _hold(self, db: _Database) -> None:
@@ -1040,7 +1032,7 @@ class DuckDBQueryStore(_DuckDBStore, RecordQueryStore):
                         raise ConcurrencyError(process_conflict(name))
                     if removed:
                         pairs = [[r[0] for r in removed], [r[1] for r in removed]]
-                        conn.execute(_DELETE_DEADLINES, [*pairs, name])
+                        conn.execute(_DELETE_DEADLINES, [name, *pairs])
                     if deadlines:
                         conn.execute(_INSERT_DEADLINES, [name, *_sql.deadline_columns(deadlines)])
             except _CONFLICTS as exc:

@@ -1001,7 +1001,7 @@ class PostgresQueryStore(_PostgresStore, RecordQueryStore):
                         conn.execute(self._q.notify_checkpoint)
                     if removed:
                         conn.execute(
-                            self._q.delete_deadlines, [[r[0] for r in removed], [r[1] for r in removed], name]
+                            self._q.delete_deadlines, [name, [r[0] for r in removed], [r[1] for r in removed]]
                         )
                     if deadlines:
                         conn.execute(self._q.insert_deadlines, [name, *_sql.deadline_columns(deadlines)])
