@@ -87,6 +87,8 @@ class ProcessStep:
 
     number: int
     """1 for the first step."""
+    process: str
+    """The process runner's name (by default its class name)."""
     kind: StepKind
     trigger: Send | timedelta | EventEnvelope | Deadline
     """What the step is about: the command from outside (``command``), how much time passed
@@ -209,7 +211,14 @@ class _Run:
                     f"a process script holds Send(AggregateCls, id, command) and timedelta(...) items, "
                     f"not {item!r}"
                 )
-            self._react(limit)
+            try:
+                self._react(limit)
+            except ConfigurationError as exc:
+                known = ", ".join(self.frameworks)
+                raise ConfigurationError(
+                    f"{exc} (stepping through {self.process_cls.__qualname__}, which can send to {known}: "
+                    "the aggregates come from the script's Send items and aggregates=[...])"
+                ) from exc
         return self.steps
 
     def _add(self, kind: StepKind, trigger: Send | timedelta | EventEnvelope | Deadline, *,
@@ -222,6 +231,7 @@ class _Run:
         gone = {_key(d) for d in fired}
         self.steps.append(ProcessStep(
             number=len(self.steps) + 1,
+            process=self.runner.name,
             kind=kind,
             trigger=trigger,
             clock=self.now,
@@ -399,7 +409,7 @@ _KIND_NAMES: dict[StepKind, str] = {
 }
 
 
-def process_step_html(step: ProcessStep, total: int | None = None, process: str = "") -> str:
+def process_step_html(step: ProcessStep, total: int | None = None) -> str:
     """A step as a card: the clock, what came in, what went out, the state and the deadlines."""
     of = "" if total is None else f" of {total}"
     trigger = step.trigger
@@ -410,7 +420,7 @@ def process_step_html(step: ProcessStep, total: int | None = None, process: str 
         body = (f"<div><b>in</b> {sticky(f'time {_delta(trigger)}', NEUTRAL)} "
                 f"{due} deadline(s) due now{': they fire next' if due else ''}</div>")
     else:
-        policy = sticky(f"{process or 'process'} {step.process_id}", POLICY, "policy")
+        policy = sticky(f"{step.process} {step.process_id}", POLICY, "policy")
         if isinstance(trigger, EventEnvelope):
             came = sticky(trigger.event_type, EVENT, fields_text(trigger.payload))
             metadata = trigger.metadata
@@ -485,7 +495,7 @@ class ProcessStepper(_StepperWidget):
     def _html_of(self, step: int) -> str:
         if step == 0:
             return _start_html(self.process_name, self.script, self.start, len(self.steps))
-        return process_step_html(self.steps[step - 1], len(self.steps), self.process_name)
+        return process_step_html(self.steps[step - 1], len(self.steps))
 
     def _text_of(self, step: int) -> str:
         if step == 0:
