@@ -118,8 +118,13 @@ class ProcessStep:
         """Every event committed in this step, in order."""
         return [e for sent in self.sent for e in sent.events]
 
+    @property
+    def summary(self) -> str:
+        """What the step did, on one line: ``OrderPlaced -> O-1: sent RequestPayment; scheduled ...``."""
+        return _summary(self)
+
     def __repr__(self) -> str:
-        return f"ProcessStep({self.number}, {_summary(self)})"
+        return f"ProcessStep({self.number}, {self.summary})"
 
     def _repr_html_(self) -> str:
         return process_step_html(self)
