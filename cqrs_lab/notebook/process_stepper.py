@@ -250,12 +250,7 @@ class _Run:
         ))
 
     def _command(self, send: Send) -> None:
-        framework = self.frameworks.get(send.aggregate_type)
-        if framework is None:
-            raise ConfigurationError(
-                f"the script sends {type(send.command).__name__} to {send.aggregate_type!r}, which the "
-                "stepper has no framework for"
-            )
+        framework = self.frameworks[send.aggregate_type]  # every Send of the script has one
         before = framework.load(send.aggregate_id)
         self.records.clear()
         with suppress(UserError):  # recorded: the step shows the rejection
@@ -353,7 +348,7 @@ def step_through_process(
 
 
 # -- showing a step ----------------------------------------------------------------
-def _time(moment: datetime) -> str:
+def _clock_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -367,7 +362,7 @@ def _summary(step: ProcessStep) -> str:
     trigger = step.trigger
     if isinstance(trigger, timedelta):
         due = len(step.due())
-        return f"time {_delta(trigger)} -> {_time(step.clock)}, {due} deadline(s) due"
+        return f"time {_delta(trigger)} -> {_clock_text(step.clock)}, {due} deadline(s) due"
     if isinstance(trigger, Send):
         (command,) = step.sent
         outcome = (f"{len(command.events)} event(s)" if command.accepted
@@ -397,13 +392,13 @@ def _sent_html(sent: SentCommand, label: str) -> str:
 def _deadlines_html(title: str, deadlines: Sequence[Deadline], empty: str) -> str:
     if not deadlines:
         return f"<div>{escape(title)}: <i>{escape(empty)}</i></div>"
-    rows = [[escape(d.process_id), escape(d.name), escape(_time(d.due_at)), _send_sticky(d.send)]
+    rows = [[escape(d.process_id), escape(d.name), escape(_clock_text(d.due_at)), _send_sticky(d.send)]
             for d in deadlines]
     return f"<div>{escape(title)}:{grid(['process', 'deadline', 'due', 'sends'], rows)}</div>"
 
 
 def _clock_badge(moment: datetime) -> str:
-    return badge(f"clock {_time(moment)}", NEUTRAL)
+    return badge(f"clock {_clock_text(moment)}", NEUTRAL)
 
 
 _KIND_NAMES: dict[StepKind, str] = {
@@ -435,10 +430,10 @@ def process_step_html(step: ProcessStep, total: int | None = None) -> str:
             where = f"{trigger.aggregate_type}/{trigger.aggregate_id} #{trigger.sequence}, from {origin}"
             came += f" <i>({escape(where)})</i>"
         else:
-            came = sticky(f"deadline {trigger.name}", POLICY, f"due {_time(trigger.due_at)}")
+            came = sticky(f"deadline {trigger.name}", POLICY, f"due {_clock_text(trigger.due_at)}")
         body = f"<div><b>in</b> {came} &#x2192; {policy}</div>"
         body += "".join(_sent_html(s, "out") for s in step.sent) or "<div><b>out</b> <i>nothing</i></div>"
-        changes = [f"scheduled {escape(d.name)} (due {escape(_time(d.due_at))})" for d in step.scheduled]
+        changes = [f"scheduled {escape(d.name)} (due {_clock_text(d.due_at)})" for d in step.scheduled]
         changes += [f"cancelled {escape(d.name)}" for d in step.cancelled]
         if changes:
             body += f"<div>{'; '.join(changes)}</div>"
@@ -504,7 +499,7 @@ class ProcessStepper(_StepperWidget):
 
     def _text_of(self, step: int) -> str:
         if step == 0:
-            return f"{self.process_name}: {len(self.script)} script item(s), clock {_time(self.start)}"
+            return f"{self.process_name}: {len(self.script)} script item(s), clock {_clock_text(self.start)}"
         return repr(self.steps[step - 1])
 
     def __repr__(self) -> str:
