@@ -29,9 +29,10 @@ class Swatch(NamedTuple):
 
 
 # The EventStorming legend: commands blue, events orange, views green,
-# aggregates yellow; rejections red.
+# aggregates yellow, policies (process managers) lilac; rejections red.
 COMMAND = Swatch("#a8d1f0", "#1f5f8b", "#0b2239")
 EVENT = Swatch("#ffb46b", "#b35c00", "#2b1400")
+POLICY = Swatch("#dcc6ef", "#6a3d9a", "#240b3a")
 VIEW = Swatch("#a9dfae", "#2e7d32", "#0b2b0e")
 AGGREGATE = Swatch("#fff3a3", "#a08900", "#2b2500")
 REJECTED = Swatch("#f6b3b3", "#c62828", "#3b0000")
@@ -58,6 +59,18 @@ def sticky(text: str, swatch: Swatch, detail: str = "") -> str:
         f"background:{swatch.fill};color:{swatch.text};border:1px solid {swatch.stroke};"
         f"border-radius:3px;font-family:monospace'>{escape(text)}{small}</div>"
     )
+
+
+def arrow(x1: float, y1: float, x2: float, y2: float, colour: str, *, dashed: bool = False) -> str:
+    """An SVG line from (x1, y1) to (x2, y2) with a head at the end (a polygon: no ids, no markers)."""
+    dash = " stroke-dasharray='5 4'" if dashed else ""
+    length = max(((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5, 1)
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    bx, by = x2 - 8 * ux, y2 - 8 * uy
+    head = f"{x2},{y2} {bx - 4 * uy:.1f},{by + 4 * ux:.1f} {bx + 4 * uy:.1f},{by - 4 * ux:.1f}"
+    return (f"<line x1='{x1}' y1='{y1}' x2='{bx:.1f}' y2='{by:.1f}' stroke='{colour}' "
+            f"stroke-width='1.2'{dash}/>"
+            f"<polygon points='{head}' fill='{colour}'/>")
 
 
 def table(rows: Iterable[tuple[str, Any]]) -> str:

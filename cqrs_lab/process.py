@@ -10,10 +10,13 @@ aggregate.
 
 Delivery is at least once, effect exactly once: every command a runner sends
 carries a deterministic ``command_id`` (runner, instance, the event or deadline
-that caused it, its place in the reaction), so when a runner dies after sending
-and before its checkpoint moved, the run that repeats the batch sends the same
-ids and the framework applies none twice. Instance states, pending deadlines and
-the checkpoint are committed together, in one transaction of the query store.
+that caused it, its place in the reaction) and metadata saying what sent it:
+``caused_by`` the event, ``process`` and ``process_id``, ``deadline`` for a
+fired deadline, ``rejected_command`` (the rejected command's class name) for
+what ``on_rejected`` sends. So when a runner dies after sending and before
+its checkpoint moved, the run that repeats the batch sends the same ids and the
+framework applies none twice. Instance states, pending deadlines and the
+checkpoint are committed together, in one transaction of the query store.
 """
 
 from __future__ import annotations
@@ -324,6 +327,7 @@ class ProcessRunner(Generic[P]):
         for deadline in due:
             work.deadlines[(deadline.process_id, deadline.deadline)] = None
             metadata = decode_metadata(deadline.metadata, self._where(deadline))
+            metadata.pop("rejected_command", None)  # scheduled by on_rejected: sent now by the deadline
             metadata["deadline"] = deadline.deadline
             self._send(
                 work,
@@ -383,7 +387,8 @@ class ProcessRunner(Generic[P]):
                 return
             process = work.states[pid][1]
             actions = _actions(self.process_cls, "on_rejected", process.on_rejected(send, error))
-            self._perform(work, pid, actions, origin, metadata, since)
+            answer = {**metadata, "rejected_command": type(send.command).__name__}
+            self._perform(work, pid, actions, origin, answer, since)
 
     def _framework(self, send: Send) -> CqrsFramework[Any]:
         framework = self.frameworks.get(send.aggregate_type)

@@ -22,8 +22,16 @@ from cqrs_lab import (
 )
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.examples.bank_account import BankAccount, BankAccountQuery, DepositMoney, OpenBankAccount
-from cqrs_lab.examples.checkout import OrderPlaced
-from cqrs_lab.process import Action, ProcessManager, Schedule, Send
+from cqrs_lab.examples.checkout import (
+    PAYMENT_TIMEOUT,
+    Checkout,
+    Order,
+    OrderPlaced,
+    Payment,
+    PlaceOrder,
+    ReceivePayment,
+)
+from cqrs_lab.process import Action, ProcessManager, ProcessRunner, Schedule, Send
 
 
 class Increment(Command):
@@ -133,3 +141,27 @@ def small_bank() -> CqrsFramework[BankAccount]:
     fw.execute("B-2", OpenBankAccount(account_id="B-2"))
     fw.execute("A-1", DepositMoney(amount=Decimal("10.00")))
     return fw
+
+
+def checkout_log() -> tuple[CqrsFramework[Order], CqrsFramework[Payment]]:
+    """Orders and payments on memory stores, run by a ``Checkout`` runner on a fixed clock.
+
+    O-1 is placed and not paid in time: the payment timeout cancels it, and the
+    payment that comes after is refunded (``on_rejected``). O-2 is placed and paid.
+    """
+    store, clock, ids = MemoryEventStore(), FixedClock(), SequentialIds()
+    orders = CqrsFramework(Order, store, clock=clock, ids=ids)
+    payments = CqrsFramework(Payment, store, clock=clock, ids=ids)
+    runner = ProcessRunner(Checkout, store, MemoryQueryStore(), [orders, payments], clock=clock)
+    orders.execute("O-1", PlaceOrder(order_id="O-1", amount=Decimal("20.00")))
+    runner.run_once()
+    orders.execute("O-2", PlaceOrder(order_id="O-2", amount=Decimal("5.00")))
+    runner.run_once()
+    payments.execute("O-2", ReceivePayment())
+    runner.run_once()
+    clock.advance(PAYMENT_TIMEOUT + timedelta(minutes=1))
+    runner.fire_due()
+    runner.run_once()
+    payments.execute("O-1", ReceivePayment())
+    runner.run_once()
+    return orders, payments

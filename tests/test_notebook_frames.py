@@ -228,6 +228,21 @@ def test_unknown_event_type_raises_like_loading_it_would() -> None:
         events_frame(store)
 
 
+def test_without_payloads_a_frame_is_the_envelope_and_metadata_and_needs_no_event_class() -> None:
+    store = MemoryEventStore(codec=EventCodec())
+    store.import_arrow([{**old_renamed_row(1, '{"name":"x"}', "1.0"), "metadata": '{"process":"P"}'}])
+    table = events_table(store, payloads=False)  # nb.Renamed is unknown here: not decoded, not upcast
+    assert table.column_names == [*ENVELOPE_COLUMNS, "metadata.process"]
+    assert table.column("event_version").to_pylist() == ["1.0"]
+    full = bank(MemoryEventStore())
+    lean = events_frame(full, payloads=False)
+    assert list(lean.columns) == [c for c in events_frame(full).columns if c in lean.columns]
+    assert "amount" not in lean.columns and "metadata.command_type" in lean.columns
+    assert lean.equals(events_frame(full)[lean.columns])
+    envelopes = list(full.event_store.read_all())
+    assert events_frame(envelopes, payloads=False).equals(lean.reset_index(drop=True))
+
+
 def test_empty_log_gives_just_the_envelope_columns() -> None:
     frame = events_frame(MemoryEventStore())
     assert list(frame.columns) == list(ENVELOPE_COLUMNS)

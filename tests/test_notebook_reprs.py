@@ -5,10 +5,12 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from cqrs_lab import (
+    Send,
     TestFramework,
 )
 from cqrs_lab.examples.bank_account import (
@@ -17,8 +19,9 @@ from cqrs_lab.examples.bank_account import (
     DepositMoney,
     OpenBankAccount,
 )
-from cqrs_lab.notebook import CommandStepper, flow_diagram, run_specs, step_through, timeline
-from tests.domain_fixtures import small_bank
+from cqrs_lab.examples.checkout import Checkout, Order, Payment, PlaceOrder
+from cqrs_lab.notebook import CommandStepper, ProcessStepper, flow_diagram, run_specs, step_through, timeline
+from tests.domain_fixtures import checkout_log, small_bank
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cqrs_lab"
 ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
@@ -45,6 +48,8 @@ def test_stores_render_their_counts() -> None:
 def test_plain_reprs_carry_no_memory_addresses_or_wall_clock_times() -> None:
     fw = small_bank()
     steps = step_through(BankAccount, [OpenBankAccount(account_id="X")])
+    script = [Send(Order, "O-1", PlaceOrder(order_id="O-1", amount=Decimal("1.00"))), timedelta(hours=1)]
+    process_stepper = ProcessStepper(Checkout, script, aggregates=[Payment])
     spec = (
         TestFramework(BankAccount)
         .given([BankAccountOpened(account_id="A")])
@@ -60,6 +65,11 @@ def test_plain_reprs_carry_no_memory_addresses_or_wall_clock_times() -> None:
         timeline(fw),
         flow_diagram(fw),
         run_specs([spec.check_events([])]),
+        process_stepper,
+        *process_stepper.steps,
+        *(sent for step in process_stepper.steps for sent in step.sent),
+        timeline(checkout_log()[0].event_store),
+        flow_diagram(checkout_log()[1]),
     ]
     texts = [repr(o) for o in objects]
     assert not [t for t in texts if ADDRESS.search(t)]

@@ -270,8 +270,47 @@ def test_on_rejected_compensates_a_payment_that_came_after_the_order_was_cancell
     assert refunded.payload == PaymentRefunded(order_id="O-1", reason="order was cancelled")
     received = s.store.load_events("Payment", "O-1")[1]
     assert refunded.metadata["command_id"] == f"Checkout/O-1/{received.event_id}/1/0"
+    assert refunded.metadata["rejected_command"] == "ConfirmOrder"  # what the refund answers
+    assert refunded.metadata["causation_id"] == received.event_id
     assert checkout.failures == []
     assert checkout.state("O-1") == Checkout(paid=True, cancelled=True)
+
+
+class RefundThenCancelLater(ProcessManager):
+    """Refunds on OrderPlaced (rejected: nothing was paid); on that rejection, asks for the payment
+    and schedules a cancel."""
+
+    @classmethod
+    def route(cls, envelope: EventEnvelope) -> str | None:
+        return envelope.aggregate_id if isinstance(envelope.payload, OrderPlaced) else None
+
+    def react(self, envelope: EventEnvelope) -> list[Action]:
+        return [Send(Payment, envelope.aggregate_id, RefundPayment(reason="nothing paid"))]
+
+    def on_rejected(self, send: Send, error: Any) -> list[Action]:
+        oid = send.aggregate_id
+        return [
+            Send(Payment, oid, RequestPayment(order_id=oid, amount=Decimal("1.00"))),
+            Schedule("cancel", after=timedelta(minutes=1), send=Send(Order, oid, CancelOrder(reason="late"))),
+        ]
+
+
+def test_what_on_rejected_sends_names_the_rejected_command_and_a_deadline_it_set_does_not(
+    backend: Backend,
+) -> None:
+    s = shop(backend)
+    s.place("O-1")
+    placed = s.store.load_events("Order", "O-1")[0]
+    runner = ProcessRunner(RefundThenCancelLater, s.store, s.views, [s.orders, s.payments], clock=s.clock)
+    runner.run_once()
+    [requested] = s.store.load_events("Payment", "O-1")
+    assert requested.metadata["rejected_command"] == "RefundPayment"
+    assert requested.metadata["causation_id"] == placed.event_id and "deadline" not in requested.metadata
+    s.clock.advance(timedelta(minutes=2))
+    assert runner.fire_due() == 1
+    cancelled = s.store.load_events("Order", "O-1")[1]
+    assert cancelled.metadata["deadline"] == "cancel" and "rejected_command" not in cancelled.metadata
+    assert cancelled.metadata["causation_id"] == placed.event_id
 
 
 class CrashBeforeCommit(ProcessRunner[Any]):

@@ -1,5 +1,5 @@
-"""The notebook kit: event logs as DataFrames, state history, a command stepper,
-inline specs, timelines, flow diagrams and deterministic charts.
+"""The notebook kit: event logs as DataFrames, state history, a command stepper and a
+process stepper, inline specs, timelines, flow diagrams and deterministic charts.
 
 Everything here renders deterministically (no random ids, no wall-clock
 times), so notebooks that use it can be checked by nbval. It loads pandas,
@@ -13,9 +13,10 @@ from cqrs_lab.notebook.flow import FlowDiagram, flow_diagram
 from cqrs_lab.notebook.frames import ENVELOPE_COLUMNS, EventSource, events_frame, events_polars, events_table
 from cqrs_lab.notebook.handout import handout_html, write_handout
 from cqrs_lab.notebook.history import HISTORY_UUID, state_at, state_history, styled_state_history
+from cqrs_lab.notebook.process_stepper import ProcessStep, ProcessStepper, SentCommand, step_through_process
 from cqrs_lab.notebook.specs import Spec, SpecOutcome, SpecReport, run_specs
 from cqrs_lab.notebook.stepper import CommandStepper, Step, step_through
-from cqrs_lab.notebook.timeline import Lane, Sticky, Timeline, timeline
+from cqrs_lab.notebook.timeline import Lane, Link, Sticky, Timeline, timeline
 
 __all__ = [
     "ENVELOPE_COLUMNS",
@@ -24,6 +25,10 @@ __all__ = [
     "EventSource",
     "FlowDiagram",
     "Lane",
+    "Link",
+    "ProcessStep",
+    "ProcessStepper",
+    "SentCommand",
     "Spec",
     "SpecOutcome",
     "SpecReport",
@@ -39,6 +44,7 @@ __all__ = [
     "state_at",
     "state_history",
     "step_through",
+    "step_through_process",
     "styled_state_history",
     "svg_charts",
     "timeline",

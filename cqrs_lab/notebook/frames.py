@@ -67,6 +67,7 @@ def events_table(
     event_types: EventTypes | None = None,
     after_position: int | None = None,
     to_position: int | None = None,
+    payloads: bool = True,
 ) -> pa.Table:
     """One row per event as an Arrow table; ``events_frame`` and ``events_polars`` convert it.
 
@@ -88,6 +89,9 @@ def events_table(
     to its aggregate type unless ``aggregate_type`` says otherwise) or
     envelopes. ``after_position`` is exclusive, ``to_position`` inclusive.
     Events stored at an older version are upcast, as loading them would.
+
+    ``payloads=False`` leaves the payload columns out: only the envelope and
+    its metadata, read without any event class (nothing is decoded or upcast).
     """
     if isinstance(source, CqrsFramework):
         aggregate_type = source.aggregate_type if aggregate_type is None else aggregate_type
@@ -98,13 +102,16 @@ def events_table(
     if export is not None:
         codec: EventCodec = getattr(source, "codec", default_codec)
         table = _select(export(after), aggregate_type, aggregate_id, event_types, after_position, to_position)
-        table = _upcast(table.sort_by("position"), codec)
+        table = table.sort_by("position")
+        if not payloads:
+            return _typed(table, None)
+        table = _upcast(table, codec)
         classes = {name: codec.event_class(name) for name in pc.unique(table["event_type"]).to_pylist()}
     else:
         envelopes = source.read_all(after) if hasattr(source, "read_all") else source
         table, classes = _envelope_table(envelopes)
         table = _select(table, aggregate_type, aggregate_id, event_types, after_position, to_position)
-    return _typed(table, classes)
+    return _typed(table, classes if payloads else None)
 
 
 def events_frame(
@@ -115,6 +122,7 @@ def events_frame(
     event_types: EventTypes | None = None,
     after_position: int | None = None,
     to_position: int | None = None,
+    payloads: bool = True,
 ) -> pd.DataFrame:
     """One row per event as a pandas DataFrame: the envelope, its metadata and its payload fields.
 
@@ -122,11 +130,11 @@ def events_frame(
     ``pd.ArrowDtype``: ``int64[pyarrow]``, ``decimal128(38, 2)[pyarrow]``,
     ``string[pyarrow]``, ``timestamp[us, tz=UTC][pyarrow]`` ...; a missing
     value is ``<NA>`` (``pd.NA``) in every column. A decimal value comes out
-    as a ``decimal.Decimal``. The filters are those of ``events_table``.
+    as a ``decimal.Decimal``. The filters and ``payloads`` are those of ``events_table``.
     """
     table = events_table(
         source, aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_types=event_types,
-        after_position=after_position, to_position=to_position,
+        after_position=after_position, to_position=to_position, payloads=payloads,
     )
     frame: pd.DataFrame = table.to_pandas(types_mapper=pd.ArrowDtype)
     return frame
@@ -403,10 +411,13 @@ def _metadata_columns(texts: pa.Array) -> dict[str, pa.Array]:
     return columns
 
 
-def _typed(table: pa.Table, classes: dict[str, type[Event] | None]) -> pa.Table:
+def _typed(table: pa.Table, classes: dict[str, type[Event] | None] | None) -> pa.Table:
+    """The envelope, metadata and payload columns (no payload columns when ``classes`` is None)."""
     table = table.combine_chunks()
     columns: dict[str, pa.Array] = {name: table[name].combine_chunks() for name in ENVELOPE_COLUMNS}
     columns.update(_metadata_columns(table["metadata"].combine_chunks()))
+    if classes is None:
+        return pa.table(columns)
     for name, values in _payload_columns(table, classes).items():
         columns[f"payload.{name}" if name in columns else name] = values
     return pa.table(columns)

@@ -3,8 +3,8 @@
 Built on nbconvert's ``lab`` template, with what would load from the network
 left out: no require.js, no widget manager, no MathJax, no Mermaid script.
 Images are embedded. Widgets are shown as they can be without a kernel: a
-``CommandStepper`` carries every step as static HTML (Back and Next work with
-CSS alone), and any other widget shows its text form. The flow diagram and
+``CommandStepper`` or ``ProcessStepper`` carries every step as static HTML
+(Back and Next work with CSS alone), and any other widget shows its text form. The flow diagram and
 the timeline are SVG drawn by cqrs_lab, charts made with ``svg_charts`` are
 SVG: nothing in the page waits for a script or a server.
 """

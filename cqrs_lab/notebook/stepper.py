@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from itertools import count
@@ -148,44 +148,26 @@ def _static_css(key: str, total: int) -> str:
     )
 
 
-class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
-    """A widget to walk through ``commands``: Back/Next, Play/Stop/Repeat and a slider.
+class _StepperWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
+    """Back/Next, Play/Stop/Repeat and a slider over steps 0 ... ``total``; ``page(k)`` is the
+    HTML step k shows, ``text(k)`` its plain text.
 
-    Step 0 is the state built from ``given``; step k shows the k-th command,
-    its events (or rejection) and the state before and after. With a
-    ``CqrsFramework`` and ``aggregate_id``, ``given`` defaults to that
-    aggregate's stored events; nothing is ever committed. The logic is
-    ``step_through``; this class only wires widgets to it, and writes its
-    ``Output`` by assigning ``outputs`` (never ``with out:``), so it works
-    without a front end and its output is the same on every run.
-
-    Displayed, it also carries ``static_html()``: every step, with Back and
-    Next that work with no kernel and no script. JupyterLab shows the live
-    widget; a page without a widget manager (``cqrs-lab handout``, nbconvert
-    with widgets left out) shows the static copy.
+    Its ``Output`` is written by assigning ``outputs`` (never ``with out:``), so it
+    works without a front end and its output is the same on every run. Displayed,
+    it also carries ``static_html()``: every step, with Back and Next that work
+    with no kernel and no script. JupyterLab shows the live widget; a page
+    without a widget manager (``cqrs-lab handout``, nbconvert with widgets left
+    out) shows the static copy.
     """
 
+    back_tooltip = "undo a command"
+    next_tooltip = "next command"
+
     def __init__(
-        self,
-        target: type[Aggregate] | AggregateSource | CqrsFramework[Any],
-        commands: Sequence[Command],
-        *,
-        given: Iterable[Event | EventEnvelope] | None = None,
-        aggregate_id: str | None = None,
-        interval: int = 1000,
+        self, total: int, interval: int, page: Callable[[int], str], text: Callable[[int], str]
     ) -> None:
-        if isinstance(target, CqrsFramework):
-            self.aggregate_cls: type[Aggregate] = target.aggregate_cls
-            if given is None and aggregate_id is not None:
-                given = target.events(aggregate_id)
-        else:
-            self.aggregate_cls = aggregate_class(target)
-        self.given = [g.payload if isinstance(g, EventEnvelope) else g for g in given or ()]
-        self.steps: list[Step[Any]] = step_through(self.aggregate_cls, commands, given=self.given)
-        self.initial = self.aggregate_cls()
-        for event in self.given:
-            self.initial.apply(event)
-        total = len(self.steps)
+        self.total = total
+        self._page, self._text = page, text
         self.slider = widgets.IntSlider(value=0, min=0, max=total, description="step")
         # The animation is an ipywidgets Play, hidden: it runs in the browser, and its own
         # buttons cannot carry tooltips. These buttons drive it, linked in the browser too.
@@ -194,10 +176,10 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
         )
         fit = widgets.Layout(width="auto")  # each button as wide as its label: the row fits a notebook
         self.back_button = widgets.Button(
-            description="Back", icon="step-backward", tooltip="undo a command", layout=fit
+            description="Back", icon="step-backward", tooltip=self.back_tooltip, layout=fit
         )
         self.next_button = widgets.Button(
-            description="Next", icon="step-forward", tooltip="next command", layout=fit
+            description="Next", icon="step-forward", tooltip=self.next_tooltip, layout=fit
         )
         self.play_button = widgets.ToggleButton(
             description="Play", icon="play", tooltip="play the steps one after another; click again to pause",
@@ -229,13 +211,8 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
 
     @property
     def step(self) -> int:
-        """The step shown (0 = before any command)."""
+        """The step shown (0 = the start)."""
         return int(self.slider.value)
-
-    @property
-    def current(self) -> Step[Any] | None:
-        """The ``Step`` shown, or ``None`` at step 0."""
-        return self.steps[self.step - 1] if self.step else None
 
     def stop(self) -> None:
         """Stop playing and show step 0."""
@@ -244,28 +221,25 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
         self.go(0)
 
     def go(self, step: int) -> None:
-        """Show ``step`` (clamped to 0 ... number of commands)."""
-        self.slider.value = max(0, min(len(self.steps), step))
+        """Show ``step`` (clamped to 0 ... the last step)."""
+        self.slider.value = max(0, min(self.total, step))
 
     def html(self, step: int | None = None) -> str:
         """The HTML shown for ``step`` (default: the current step)."""
-        step = self.step if step is None else step
-        if step == 0:
-            return _start_html(self.aggregate_cls, self.given, self.initial, len(self.steps))
-        return step_html(self.steps[step - 1], len(self.steps))
+        return self._page(self.step if step is None else step)
 
     def static_html(self) -> str:
         """Every step on one page, Back/Next made of radio buttons and CSS: navigable with no kernel."""
-        key, total = self._static_id, len(self.steps)
+        key, total = self._static_id, self.total
         radios = "".join(
             f"<input type='radio' name='{key}' id='{key}-{k}' aria-label='step {k}'{' checked' * (k == 0)}>"
             for k in range(total + 1)
         )
         pages = []
         for k in range(total + 1):
-            back = (f"<label for='{key}-{k - 1}' title='undo a command'>Back</label>" if k
+            back = (f"<label for='{key}-{k - 1}' title='{self.back_tooltip}'>Back</label>" if k
                     else "<label class='cqrs-lab-off'>Back</label>")
-            ahead = (f"<label for='{key}-{k + 1}' title='next command'>Next</label>" if k < total
+            ahead = (f"<label for='{key}-{k + 1}' title='{self.next_tooltip}'>Next</label>" if k < total
                      else "<label class='cqrs-lab-off'>Next</label>")
             pages.append(
                 f"<div class='cqrs-lab-page cqrs-lab-page-{k}'><div style='margin:4px 0'>{back}{ahead}"
@@ -283,14 +257,62 @@ class CommandStepper(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no t
 
     def _show(self) -> None:
         self.back_button.disabled = self.step == 0
-        self.next_button.disabled = self.step == len(self.steps)
+        self.next_button.disabled = self.step == self.total
         self.out.outputs = (
             {
                 "output_type": "display_data",
-                "data": {"text/plain": repr(self.current or self.initial), "text/html": self.html()},
+                "data": {"text/plain": self._text(self.step), "text/html": self.html()},
                 "metadata": {},
             },
         )
+
+
+class CommandStepper(_StepperWidget):
+    """A widget to walk through ``commands``: Back/Next, Play/Stop/Repeat and a slider.
+
+    Step 0 is the state built from ``given``; step k shows the k-th command,
+    its events (or rejection) and the state before and after. With a
+    ``CqrsFramework`` and ``aggregate_id``, ``given`` defaults to that
+    aggregate's stored events; nothing is ever committed. The logic is
+    ``step_through``; this class only wires widgets to it (see ``_StepperWidget``:
+    it writes its output deterministically and carries ``static_html()``, every
+    step with Back and Next that work with no kernel).
+    """
+
+    def __init__(
+        self,
+        target: type[Aggregate] | AggregateSource | CqrsFramework[Any],
+        commands: Sequence[Command],
+        *,
+        given: Iterable[Event | EventEnvelope] | None = None,
+        aggregate_id: str | None = None,
+        interval: int = 1000,
+    ) -> None:
+        if isinstance(target, CqrsFramework):
+            self.aggregate_cls: type[Aggregate] = target.aggregate_cls
+            if given is None and aggregate_id is not None:
+                given = target.events(aggregate_id)
+        else:
+            self.aggregate_cls = aggregate_class(target)
+        self.given = [g.payload if isinstance(g, EventEnvelope) else g for g in given or ()]
+        self.steps: list[Step[Any]] = step_through(self.aggregate_cls, commands, given=self.given)
+        self.initial = self.aggregate_cls()
+        for event in self.given:
+            self.initial.apply(event)
+        super().__init__(len(self.steps), interval, self._html_of, self._text_of)
+
+    @property
+    def current(self) -> Step[Any] | None:
+        """The ``Step`` shown, or ``None`` at step 0."""
+        return self.steps[self.step - 1] if self.step else None
+
+    def _html_of(self, step: int) -> str:
+        if step == 0:
+            return _start_html(self.aggregate_cls, self.given, self.initial, len(self.steps))
+        return step_html(self.steps[step - 1], len(self.steps))
+
+    def _text_of(self, step: int) -> str:
+        return repr(self.steps[step - 1] if step else self.initial)
 
     def __repr__(self) -> str:
         return f"CommandStepper({self.aggregate_cls.__qualname__}, step {self.step}/{len(self.steps)})"

@@ -7,20 +7,24 @@ further rows, each naming the lanes that have stickies there, so nothing is
 cut off and no lane looks empty. A command (blue) stands before the events
 (orange) it produced when the events' metadata names it (``command_type``, which
 ``CqrsFramework`` records); the views (green) a framework's dispatchers keep
-stand at the end of each lane. Colours are explicit fills on a white
+stand at the end of each lane. A command a process manager sent (its metadata
+names the ``process``) has a policy (lilac) before it, in a lane of the process
+instance, and arrows link the event that caused it to the policy and the policy
+to its commands; a policy also names that event's position, since an arrow is
+only drawn within a row. Colours are explicit fills on a white
 background, so the picture reads the same in light and dark themes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from itertools import islice
 from typing import Any, Literal
 
-from cqrs_lab._render import COMMAND, EVENT, VIEW, Swatch, fields_text
+from cqrs_lab._render import COMMAND, EVENT, POLICY, VIEW, Swatch, arrow, fields_text
 from cqrs_lab.domain import Query
 from cqrs_lab.envelope import EventEnvelope
 from cqrs_lab.errors import ConfigurationError
@@ -28,13 +32,13 @@ from cqrs_lab.framework import CqrsFramework
 from cqrs_lab.notebook.flow import framework_queries
 from cqrs_lab.stores.base import EventStore
 
-__all__ = ["DEFAULT_WIDTH", "Lane", "Sticky", "Timeline", "timeline"]
+__all__ = ["DEFAULT_WIDTH", "Lane", "Link", "Sticky", "Timeline", "timeline"]
 
-Kind = Literal["command", "event", "view"]
-_SWATCHES: dict[Kind, Swatch] = {"command": COMMAND, "event": EVENT, "view": VIEW}
+Kind = Literal["command", "event", "policy", "view"]
+_SWATCHES: dict[Kind, Swatch] = {"command": COMMAND, "event": EVENT, "policy": POLICY, "view": VIEW}
 
 _LABEL_W, _STICKY_H, _LANE_H, _LEGEND_H, _PAD, _GAP, _SPACE = 132, 66, 80, 30, 8, 16, 8
-_LEGEND_W = 8 + 90 * 3  # the legend's three entries
+_LEGEND_STEP = 90  # the legend's entries: command, event, (policy,) view
 _CHARS, _LINES = 13, 3  # at most this many characters per sticky line, and lines per label
 _LABEL_CHARS = 18  # characters of a lane's name
 _CHAR_W = 6.7  # the advance of one character at font-size 11 in a monospace font
@@ -58,15 +62,28 @@ class Sticky:
 
 @dataclass(frozen=True)
 class Lane:
-    """The stickies of one stream, left to right."""
+    """The stickies of one stream, left to right; or of one process instance (``process`` set:
+    ``aggregate_type`` is then the process's name, ``aggregate_id`` the instance's id)."""
 
     aggregate_type: str
     aggregate_id: str
     stickies: tuple[Sticky, ...]
+    process: bool = False
 
     @property
     def name(self) -> str:
         return f"{self.aggregate_type}/{self.aggregate_id}"
+
+
+@dataclass(frozen=True)
+class Link:
+    """An arrow from the sticky in column ``source`` to the one in column ``target``: an event to
+    the policy it triggered, a policy to a command it sent. ``dashed`` when time passed between
+    (a deadline)."""
+
+    source: int
+    target: int
+    dashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,16 +96,24 @@ class Timeline:
     """True when more events matched than ``max_events``; only the first are shown."""
     width: int = DEFAULT_WIDTH
     """The widest the picture may be, in pixels; columns that do not fit wrap to a new row."""
+    links: tuple[Link, ...] = ()
+    """Arrows between stickies (drawn when both ends are in the same row)."""
 
     def count(self, kind: Kind) -> int:
         return sum(s.kind == kind for lane in self.lanes for s in lane.stickies)
 
     def __repr__(self) -> str:
-        more = ", truncated" if self.truncated else ""
+        streams = sum(not lane.process for lane in self.lanes)
+        policies = self.count("policy")
+        more = (f", {policies} policy(ies)" if policies else "") + (", truncated" if self.truncated else "")
         return (
-            f"Timeline({len(self.lanes)} stream(s), {self.count('command')} command(s), "
+            f"Timeline({streams} stream(s), {self.count('command')} command(s), "
             f"{self.count('event')} event(s){more})"
         )
+
+    def kinds(self) -> list[Kind]:
+        """The kinds the legend shows: command, event and view, and policy when there is one."""
+        return [kind for kind in _SWATCHES if kind != "policy" or self.count("policy")]
 
     def column_widths(self) -> list[int]:
         """How wide each column is drawn: as wide as its widest sticky needs (columns are compressed)."""
@@ -116,8 +141,9 @@ class Timeline:
 
     def svg(self) -> str:
         """The picture as a standalone ``<svg>`` element, at most ``width`` pixels wide."""
-        rows, widths = self.rows(), self.column_widths()
-        width = max(_LABEL_W + max(sum(widths[c] for c in columns) for columns, _ in rows) + _PAD, _LEGEND_W)
+        rows, widths, kinds = self.rows(), self.column_widths(), self.kinds()
+        legend_w = _PAD + _LEGEND_STEP * len(kinds)
+        width = max(_LABEL_W + max(sum(widths[c] for c in columns) for columns, _ in rows) + _PAD, legend_w)
         lanes_drawn = sum(len(lanes) for _, lanes in rows) or 1
         height = (_LEGEND_H + lanes_drawn * _LANE_H + (len(rows) - 1) * _GAP + _PAD
                   + (18 if self.truncated else 0))
@@ -127,7 +153,7 @@ class Timeline:
             f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
             f"viewBox='0 0 {width} {height}' style='max-width:100%;height:auto' {_FONT} font-size='11'>",
             f"<rect x='0' y='0' width='{width}' height='{height}' fill='{_PAPER}' stroke='{_GRID}'/>",
-            *_legend(),
+            *_legend(kinds),
         ]
         top = _LEGEND_H
         for number, (columns, lanes) in enumerate(rows):
@@ -138,9 +164,20 @@ class Timeline:
             for column in columns:
                 xs[column] = x
                 x += widths[column]
+            drawn: list[str] = []
+            boxes: dict[int, tuple[int, int, int]] = {}  # column -> x, y and width of its sticky
             for lane in lanes:
-                parts.extend(_lane(lane, top, width, xs))
+                drawn.extend(_lane(lane, top, width))
+                for sticky in lane.stickies:
+                    if sticky.column in xs:
+                        box = (xs[sticky.column], top + (_LANE_H - _STICKY_H) // 2, _sticky_width(sticky))
+                        boxes.setdefault(sticky.column, box)
+                        drawn.append(_sticky(sticky, *box))
                 top += _LANE_H
+            # the row's links first: the stickies an arrow passes are drawn over it
+            parts.extend(_link(link, boxes) for link in self.links
+                         if link.source in boxes and link.target in boxes)
+            parts.extend(drawn)
             top += _GAP
         if not self.lanes:
             parts.append(f"<text x='{_PAD}' y='{_LEGEND_H + 30}' fill='{_INK}'>no events</text>")
@@ -163,12 +200,13 @@ def _wrap_marker(y: int, width: int, columns: range, total: int) -> str:
             f"continued: columns {columns.start + 1}-{columns.stop} of {total}</text>")
 
 
-def _legend() -> Iterator[str]:
+def _legend(kinds: Sequence[Kind]) -> Iterator[str]:
     x = _PAD
-    for kind, swatch in _SWATCHES.items():
+    for kind in kinds:
+        swatch = _SWATCHES[kind]
         yield (f"<rect x='{x}' y='8' width='14' height='14' rx='2' fill='{swatch.fill}' "
                f"stroke='{swatch.stroke}'/><text x='{x + 20}' y='19' fill='{_INK}'>{kind}</text>")
-        x += 90
+        x += _LEGEND_STEP
 
 
 def _lines(label: str) -> list[str]:
@@ -197,31 +235,36 @@ def _detail(sticky: Sticky) -> str:
     return sticky.detail[:_CHARS]
 
 
-def _lane(lane: Lane, top: int, width: int, xs: dict[int, int]) -> Iterator[str]:
-    """One lane of one row; ``xs`` places the row's columns (a sticky in another column is left out)."""
+def _lane(lane: Lane, top: int, width: int) -> Iterator[str]:
+    """The guide lines and the name of one lane of one row (its stickies are drawn apart)."""
     middle = top + _LANE_H // 2
+    kind = _cut(f"{lane.aggregate_type} (policy)", _LABEL_CHARS + 2) if lane.process else lane.aggregate_type
     yield f"<line x1='0' y1='{top}' x2='{width}' y2='{top}' stroke='{_GRID}'/>"
     yield (f"<line x1='{_LABEL_W - 8}' y1='{middle}' x2='{width - _PAD}' y2='{middle}' "
            f"stroke='{_GRID}' stroke-width='2'/>")
     yield (f"<text x='{_PAD}' y='{middle - 4}' fill='{_INK}' font-size='10'>"
-           f"{escape(lane.aggregate_type)}</text>"
+           f"{escape(kind)}</text>"
            f"<text x='{_PAD}' y='{middle + 10}' fill='{_INK}' font-weight='bold'>"
            f"{escape(_cut(lane.aggregate_id, _LABEL_CHARS))}</text>")
-    for sticky in lane.stickies:
-        if sticky.column not in xs:
-            continue
-        swatch = _SWATCHES[sticky.kind]
-        x = xs[sticky.column]
-        y = top + (_LANE_H - _STICKY_H) // 2
-        text = "".join(
-            f"<text x='{x + 6}' y='{y + 15 + 13 * i}' fill='{swatch.text}'>{escape(line)}</text>"
-            for i, line in enumerate(_lines(sticky.label))
-        )
-        detail = (f"<text x='{x + 6}' y='{y + _STICKY_H - 7}' fill='{swatch.text}' font-size='10'>"
-                  f"{escape(_detail(sticky))}</text>") if sticky.detail else ""
-        yield (f"<g><title>{escape(sticky.tooltip or sticky.label)}</title>"
-               f"<rect x='{x}' y='{y}' width='{_sticky_width(sticky)}' height='{_STICKY_H}' rx='3' "
-               f"fill='{swatch.fill}' stroke='{swatch.stroke}'/>{text}{detail}</g>")
+
+
+def _sticky(sticky: Sticky, x: int, y: int, width: int) -> str:
+    swatch = _SWATCHES[sticky.kind]
+    text = "".join(
+        f"<text x='{x + 6}' y='{y + 15 + 13 * i}' fill='{swatch.text}'>{escape(line)}</text>"
+        for i, line in enumerate(_lines(sticky.label))
+    )
+    detail = (f"<text x='{x + 6}' y='{y + _STICKY_H - 7}' fill='{swatch.text}' font-size='10'>"
+              f"{escape(_detail(sticky))}</text>") if sticky.detail else ""
+    return (f"<g><title>{escape(sticky.tooltip or sticky.label)}</title>"
+            f"<rect x='{x}' y='{y}' width='{width}' height='{_STICKY_H}' rx='3' "
+            f"fill='{swatch.fill}' stroke='{swatch.stroke}'/>{text}{detail}</g>")
+
+
+def _link(link: Link, boxes: dict[int, tuple[int, int, int]]) -> str:
+    """An arrow from the right edge of one sticky to the left edge of a later one."""
+    (x1, y1, w1), (x2, y2, _) = boxes[link.source], boxes[link.target]
+    return arrow(x1 + w1, y1 + _STICKY_H // 2, x2, y2 + _STICKY_H // 2, POLICY.stroke, dashed=link.dashed)
 
 
 def _envelopes(
@@ -286,34 +329,82 @@ def timeline(
     envelopes = list(islice(found, max_events + 1))
     truncated = len(envelopes) > max_events
     envelopes = envelopes[:max_events]
-    stickies: dict[tuple[str, str], list[Sticky]] = {}
+    lanes: dict[tuple[bool, str, str], list[Sticky]] = {}  # (process?, type or process, id) -> stickies
+    links: list[Link] = []
+    events: dict[str, tuple[EventEnvelope, int]] = {}  # event id -> envelope, column
+    policies: dict[tuple[str, ...], int] = {}  # what a policy answers -> its column
     column = 0
     previous_command: str | None = None
     for envelope in envelopes:
-        lane = stickies.setdefault((envelope.aggregate_type, envelope.aggregate_id), [])
-        command_id = envelope.metadata.get("command_id")
-        command_type = envelope.metadata.get("command_type")
+        lane = lanes.setdefault((False, envelope.aggregate_type, envelope.aggregate_id), [])
+        metadata = envelope.metadata
+        command_id = metadata.get("command_id")
+        command_type = metadata.get("command_type")
         if command_type and (command_id is None or command_id != previous_command):
+            if metadata.get("process"):
+                key = tuple(metadata.get(k, "") for k in _POLICY_KEYS)
+                if key not in policies:
+                    policies[key] = column
+                    cause = events.get(metadata.get("causation_id", ""))
+                    lanes.setdefault((True, metadata["process"], metadata.get("process_id", "")), []).append(
+                        _policy(metadata, cause, column)
+                    )
+                    if cause is not None:
+                        links.append(Link(cause[1], column, dashed=bool(metadata.get("deadline"))))
+                    column += 1
+                links.append(Link(policies[key], column))
             tooltip = f"{command_type} (command {command_id})"
             lane.append(Sticky("command", command_type, column, tooltip=tooltip))
             column += 1
         previous_command = command_id
+        events[envelope.event_id] = (envelope, column)
         lane.append(
             Sticky(
                 "event",
                 envelope.event_type,
                 column,
-                detail=f"#{envelope.sequence}" + (f" @{envelope.position}" if envelope.position else ""),
+                detail=_mark(envelope),
                 tooltip=f"{envelope.event_type}({fields_text(envelope.payload)})",
             )
         )
         column += 1
     names = _view_names(source, views)
-    if stickies and names:
-        for lane_stickies in stickies.values():
-            lane_stickies.extend(
-                Sticky("view", name, column + i, tooltip=f"view {name}") for i, name in enumerate(names)
-            )
+    if lanes and names:
+        for (process, _, _), lane_stickies in lanes.items():
+            if not process:
+                lane_stickies.extend(
+                    Sticky("view", name, column + i, tooltip=f"view {name}") for i, name in enumerate(names)
+                )
         column += len(names)
-    lanes = tuple(Lane(t, i, tuple(s)) for (t, i), s in stickies.items())
-    return Timeline(lanes, column, truncated, width)
+    drawn = tuple(Lane(t, i, tuple(s), process) for (process, t, i), s in lanes.items())
+    return Timeline(drawn, column, truncated, width, tuple(links))
+
+
+_POLICY_KEYS = ("process", "process_id", "causation_id", "deadline", "rejected_command")
+"""The metadata that tells the policies of a process apart: one sticky per instance and cause."""
+
+
+def _mark(envelope: EventEnvelope) -> str:
+    """Where an event is: ``#sequence @position`` (no position before it is stored)."""
+    return f"#{envelope.sequence}" + (f" @{envelope.position}" if envelope.position else "")
+
+
+def _policy(metadata: Mapping[str, str], cause: tuple[EventEnvelope, int] | None, column: int) -> Sticky:
+    """The policy sticky before the first command a process instance sent in answer to one cause:
+    an event, a deadline set on an event, or the rejection of a command it sent."""
+    process, pid = metadata["process"], metadata.get("process_id", "")
+    deadline, rejected = metadata.get("deadline"), metadata.get("rejected_command")
+    if cause is None:
+        on, at, event = process, "", f"event {metadata.get('causation_id')} (not in this timeline)"
+    else:
+        envelope, mark = cause[0], _mark(cause[0])
+        on, at = f"on {envelope.event_type}", mark.split()[-1]
+        event = f"{envelope.event_type} of {envelope.aggregate_type}/{envelope.aggregate_id} {mark}"
+    detail = f"from {at}" if at else ""
+    if rejected:
+        label, why = f"on {rejected} rejected", f"{rejected} rejected, sent on {event}"
+    elif deadline:
+        label, detail, why = deadline, f"deadline {at}".strip(), f"deadline {deadline!r} set on {event}"
+    else:
+        label, why = on, event
+    return Sticky("policy", label, column, detail=detail, tooltip=f"policy {process} {pid}: {why}")

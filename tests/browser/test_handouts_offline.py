@@ -87,7 +87,8 @@ def test_handout_shows_every_output_offline(
     assert offline.console_errors == []
 
 
-STEPPER_NOTEBOOKS = [p for p in NOTEBOOKS if "CommandStepper(" in p.read_text()]
+STEPPERS = ("CommandStepper(", "ProcessStepper(")
+STEPPER_NOTEBOOKS = [p for p in NOTEBOOKS if any(stepper in p.read_text() for stepper in STEPPERS)]
 
 
 @pytest.mark.parametrize("notebook", STEPPER_NOTEBOOKS, ids=[p.stem for p in STEPPER_NOTEBOOKS])

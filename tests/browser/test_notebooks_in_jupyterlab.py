@@ -1,8 +1,9 @@
 """Every notebook in JupyterLab in Chromium: Run All, then check what a reader sees.
 
 No error output, no widget that failed to show, no console error; the
-stepper answers Next and Back; a timeline fits a notebook column 1000 px wide
-without scrolling. A screenshot of each notebook is kept.
+stepper answers Next and Back; the process stepper shows its clock moving on
+and a deadline firing; a timeline fits a notebook column 1000 px wide without
+scrolling. A screenshot of each notebook is kept.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def test_notebook_runs_all_cells_in_jupyterlab_and_shows_every_output(
     assert opened.console_errors == []
 
 
-STEPPER_NOTEBOOKS = [p for p in NOTEBOOKS if "CommandStepper(" in p.read_text()]
+STEPPERS = ("CommandStepper(", "ProcessStepper(")
+STEPPER_NOTEBOOKS = [p for p in NOTEBOOKS if any(stepper in p.read_text() for stepper in STEPPERS)]
 
 
 @pytest.mark.parametrize(
@@ -95,6 +97,52 @@ def test_stepper_answers_next_back_play_and_stop(
     button("Stop").click()
     shown.filter(has_text="step 0").wait_for()
     assert shown.inner_html() == at_start
+
+
+PROCESS_STEPPER_NOTEBOOKS = [p for p in NOTEBOOKS if "ProcessStepper(" in p.read_text()]
+
+
+@pytest.mark.parametrize(
+    "opened", PROCESS_STEPPER_NOTEBOOKS, ids=[p.stem for p in PROCESS_STEPPER_NOTEBOOKS], indirect=True
+)
+def test_process_stepper_shows_the_clock_move_and_a_deadline_fire(
+    opened: NotebookPage, screenshots: Path, request: pytest.FixtureRequest
+) -> None:
+    stepper = opened.page.locator(f"{NOTEBOOK} .widget-vbox").filter(
+        has=opened.page.locator(".cqrs-lab-process-step")
+    ).first
+    shown = stepper.locator(".cqrs-lab-process-step")
+    next_button = stepper.locator("button", has_text="Next")
+    assert next_button.get_attribute("title") == "next step"
+    assert shown.inner_text().startswith("step 0")
+    start = _clock(shown)
+    seen = []
+    while next_button.is_enabled():
+        number = len(seen) + 1
+        next_button.click()
+        shown.filter(has_text=f"step {number} of").wait_for()
+        seen.append((shown.inner_text(), _clock(shown)))
+        if "a deadline fires" in seen[-1][0]:
+            stepper.scroll_into_view_if_needed()
+            stepper.screenshot(path=screenshots / f"{request.node.callspec.id}-process-stepper-deadline.png")
+    kinds = [next(k for k in KINDS if k in text) for text, _ in seen]
+    assert "time passes" in kinds and "a deadline fires" in kinds and "an event in" in kinds
+    clocks = [start, *(clock for _, clock in seen)]
+    assert clocks == sorted(clocks) and clocks[-1] > start  # the clock is shown, and moves on
+    deadline = kinds.index("a deadline fires")
+    assert "pending deadlines" in seen[deadline - 1][0] and "due now" in seen[deadline - 1][0]
+    stepper.locator("button", has_text="Back").click()
+    shown.filter(has_text=f"step {len(seen) - 1} of").wait_for()
+    assert shown.inner_text() == seen[-2][0]
+
+
+KINDS = ("a command from outside", "time passes", "an event in", "a deadline fires")
+
+
+def _clock(shown: Locator) -> str:
+    """The time on the step's clock badge (``clock 2024-01-01 00:31:02``)."""
+    text = shown.inner_text()
+    return text[text.index("clock ") + len("clock "):][:19]
 
 
 TIMELINE_NOTEBOOKS = [p for p in NOTEBOOKS if "timeline(" in p.read_text()]
