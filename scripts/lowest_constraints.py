@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9._-]+)(\[[^\]]*\])?\s*(.*)$")
 
 
-def lowest_pins() -> list[str]:
+def lowest_pins(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     """``name==minimum`` for every direct dependency (runtime and every extra)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         requirements += extra

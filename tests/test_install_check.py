@@ -7,11 +7,15 @@ named as missing on 3.13, and one with a pure-Python wheel passes everywhere.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "check_wheels.py"
@@ -67,12 +71,16 @@ def test_wheels_for_every_pair_pass(tmp_path: Path) -> None:
     assert "manylinux-aarch64" in done.stdout and "macos-arm64" in done.stdout
 
 
-def test_the_check_covers_every_declared_dependency_and_extra() -> None:
+def _script(name: str) -> Any:
     sys.path.insert(0, str(SCRIPT.parent))
     try:
-        import check_wheels
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(SCRIPT.parent))
+
+
+def test_the_check_covers_every_declared_dependency_and_extra() -> None:
+    check_wheels = _script("check_wheels")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     checked = check_wheels.project_requirements()
     declared = list(project["dependencies"])
@@ -82,3 +90,27 @@ def test_the_check_covers_every_declared_dependency_and_extra() -> None:
     assert not any(r.startswith("cqrs-lab") for r in checked)
     assert check_wheels.PYTHONS == ("3.11", "3.12", "3.13", "3.14")
     assert "Programming Language :: Python :: 3.14" in project["classifiers"]
+
+
+def test_lowest_constraints_pin_each_direct_dependency_once_at_its_lower_bound() -> None:
+    lowest = _script("lowest_constraints")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += [r for r in extra if not r.startswith("cqrs-lab")]
+    pins = lowest.lowest_pins()
+    assert len(pins) == len(set(pins))
+    for requirement in declared:
+        name, bound = requirement.split(">=")
+        name = name.split("[")[0].strip()
+        bound = bound.split(",")[0].split("#")[0].strip().strip('"')
+        assert f"{name}=={bound}" in pins, requirement
+    assert "duckdb==1.5.2" in pins and not any(p.startswith("cqrs-lab") for p in pins)
+
+
+def test_lowest_constraints_refuse_a_requirement_without_a_lower_bound(tmp_path: Path) -> None:
+    lowest = _script("lowest_constraints")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\ndependencies = ["duckdb>=1.5", "pandas"]\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match="'pandas' has no '>=' lower bound"):
+        lowest.lowest_pins(pyproject)
