@@ -164,15 +164,18 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
 
 def interleaved(parts: Sequence[P], sides: Mapping[str, Callable[[P], object]]) -> dict[str, float]:
     """Seconds each side takes to do every part, the sides taking turns part by part, so a
-    change in the machine's load (it may be shared) hits every side alike. Garbage is
-    collected once, first, and what exists then is frozen (``gc.freeze``), so a collection
-    during the run only visits what the run made and falls on the sides alike."""
+    change in the machine's load (it may be shared) hits every side alike. Which side goes
+    first rotates from part to part: work a side leaves to the system (the disk writing back
+    what a commit flushed) falls on whoever comes next. Garbage is collected once, first,
+    and what exists then is frozen (``gc.freeze``), so a collection during the run only
+    visits what the run made and falls on the sides alike."""
     seconds = dict.fromkeys(sides, 0.0)
+    order = list(sides.items())
     gc.collect()
     gc.freeze()
     try:
-        for part in parts:
-            for name, fn in sides.items():
+        for turn, part in enumerate(parts):
+            for name, fn in order[turn % len(order) :] + order[: turn % len(order)]:
                 start = time.perf_counter()
                 fn(part)
                 seconds[name] += time.perf_counter() - start
