@@ -8,6 +8,7 @@ about ``connect_timeout``; after the restart the same store object works again.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import threading
@@ -165,6 +166,87 @@ def test_terminated_idle_connections_are_replaced_without_failing_a_call(
         assert own_server.terminate_clients() >= 1
         time.sleep(1.2)
         acknowledged.append(framework.execute("T-0", AddThree())[-1].event_id)
+        check_log(list(store.read_all()), acknowledged)
+
+
+async def _timed_async_failure(call: Any) -> tuple[float, StoreUnavailableError]:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as caught:
+        await call()
+    return time.monotonic() - started, caught.value
+
+
+@pytest.mark.postgres
+def test_the_async_store_fails_every_call_within_connect_timeout_during_an_outage_and_heals(
+    own_server: OwnServer, own_schema: str
+) -> None:
+    from cqrs_lab.aio import AsyncCqrsFramework, AsyncPostgresEventStore
+
+    connect_timeout = 1.0
+
+    async def scenario() -> list[str]:
+        store = AsyncPostgresEventStore(own_server.dsn, schema=own_schema, connect_timeout=connect_timeout)
+        try:
+            return await outage(store, AsyncCqrsFramework(Triple, store, retries=3))
+        finally:
+            await store.close()
+
+    async def outage(store: AsyncPostgresEventStore, framework: AsyncCqrsFramework) -> list[str]:
+        acknowledged = [(await framework.execute(f"T-{i}", AddThree()))[-1].event_id for i in range(3)]
+
+        async def read_all() -> None:
+            async for _ in store.read_all():
+                pass
+
+        calls = [
+            lambda: framework.execute("T-0", AddThree()),
+            lambda: store.load_events("killtest.Triple", "T-1"),
+            read_all,
+            lambda: framework.execute("T-9", AddThree()),
+        ]
+        own_server.stop()
+        try:
+            for call in calls:
+                elapsed, error = await _timed_async_failure(call)
+                assert elapsed < connect_timeout + 2, f"{elapsed:.1f}s: {error}"
+                assert own_server.dsn.split("host=")[1] in str(error)
+            await asyncio.sleep(2 * connect_timeout + 1)  # longer than the pool keeps retrying on its own
+            for call in calls[:2]:
+                elapsed, error = await _timed_async_failure(call)
+                assert elapsed < connect_timeout + 2, f"{elapsed:.1f}s: {error}"
+        finally:
+            own_server.start()
+        acknowledged.append((await framework.execute("T-0", AddThree()))[-1].event_id)  # the same store
+        acknowledged.append((await framework.execute("T-9", AddThree()))[-1].event_id)
+        return acknowledged
+
+    acknowledged = asyncio.run(scenario())
+    with PostgresEventStore(own_server.dsn, schema=own_schema) as store:
+        check_log(list(store.read_all()), acknowledged)
+        assert {e.aggregate_id for e in store.read_all()} == {"T-0", "T-1", "T-2", "T-9"}
+
+
+@pytest.mark.postgres
+def test_the_async_store_replaces_terminated_idle_connections_without_failing_a_call(
+    own_server: OwnServer, own_schema: str
+) -> None:
+    from cqrs_lab.aio import AsyncCqrsFramework, AsyncPostgresEventStore
+
+    async def scenario() -> list[str]:
+        store = AsyncPostgresEventStore(own_server.dsn, schema=own_schema, pool_size=2)
+        try:
+            framework = AsyncCqrsFramework(Triple, store)
+            acknowledged = [(await framework.execute("T-0", AddThree()))[-1].event_id]
+            await asyncio.sleep(1.2)  # idle connections are checked before use
+            assert own_server.terminate_clients() >= 1
+            await asyncio.sleep(1.2)
+            acknowledged.append((await framework.execute("T-0", AddThree()))[-1].event_id)
+            return acknowledged
+        finally:
+            await store.close()
+
+    acknowledged = asyncio.run(scenario())
+    with PostgresEventStore(own_server.dsn, schema=own_schema) as store:
         check_log(list(store.read_all()), acknowledged)
 
 

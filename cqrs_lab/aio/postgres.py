@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Self
@@ -36,6 +37,7 @@ from cqrs_lab.stores.base import (
     validate_identifier,
 )
 from cqrs_lab.stores.postgres import (
+    _CHECK_IDLE_AFTER,
     DEFAULT_SCHEMA,
     EVENTS_CHANNEL,
     _describe,
@@ -51,9 +53,24 @@ from cqrs_lab.subscriptions import POLL_INTERVAL
 __all__ = ["AsyncPostgresEventStore"]
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Each pooled connection works in UTC, whatever the server's default time zone."""
-    await conn.execute("SET TIME ZONE 'UTC'")
+class _IdleCheck:
+    """The pool's ``configure`` and ``check`` callbacks, as the sync store has them: each
+    connection works in UTC, and one unused for a while is tried before it is handed out
+    (a server restarted or a backend terminated since is then replaced, not failed on)."""
+
+    def __init__(self) -> None:
+        self.used_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float]
+        self.used_at = weakref.WeakKeyDictionary()  # a pooled connection's last checkout
+
+    async def configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute("SET TIME ZONE 'UTC'")
+        self.used_at[conn] = time.monotonic()
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        now = time.monotonic()
+        if now - self.used_at.get(conn, 0.0) >= _CHECK_IDLE_AFTER:
+            await AsyncConnectionPool.check_connection(conn)
+        self.used_at[conn] = now
 
 
 class AsyncPostgresEventStore(RecordCodec):
@@ -95,12 +112,14 @@ class AsyncPostgresEventStore(RecordCodec):
             if self._pool is None:
                 # the sync code creates the tables (or checks their version) once, in a thread
                 await asyncio.to_thread(prepare, self.dsn, self.label, self.connect_timeout, self._q)
+                idle = _IdleCheck()
                 pool = AsyncConnectionPool(
                     self.dsn,
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))},
-                    configure=_configure,
+                    configure=idle.configure,
+                    check=idle.check,
                     open=False,
                     timeout=self.connect_timeout,  # bounded while the server is away, as the sync pool
                     reconnect_timeout=self.connect_timeout / 2,
