@@ -24,6 +24,7 @@ from cqrs_lab import (
     EventEnvelope,
     InvalidImportError,
     MemoryEventStore,
+    Projection,
     Query,
     QueryContext,
     UnknownEventTypeError,
@@ -401,6 +402,32 @@ def test_corrupt_payload_row_gives_corrupt_record_error_naming_aggregate_and_seq
     with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 2"):
         CqrsFramework(Tally, store).load("bad")
     assert [e.sequence for e in store.load_events(TALLY, "bad", after_sequence=2)] == []
+
+
+def test_reading_the_log_gives_every_event_before_a_bad_row_then_the_error_naming_it(
+    backend: Backend,
+) -> None:
+    """Rows are decoded as they are read, so the events before a bad row are delivered
+    (a projection applies them and keeps its checkpoint just before the bad row)."""
+    store = backend.event_store()
+    for i in range(1, 6):
+        store.commit([env("good", i)])
+    insert_raw_event(
+        backend, store, aggregate_id="bad", sequence=1, event_type="conformance.Deposited", payload="[1, 2]"
+    )
+    store.commit([env("later", 1)])
+    read: list[int] = []
+    with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 1 \(position 6\)"):
+        for envelope in store.read_all(batch_size=100):
+            read.append(envelope.position)
+    assert read == [1, 2, 3, 4, 5]
+    queries = backend.query_store(store)
+    projection = Projection("tally", store, queries, [TallyView], view_id=lambda e: "all", batch_size=2)
+    with pytest.raises(CorruptRecordError, match="position 6"):
+        projection.run()
+    assert projection.position == 4  # two whole batches applied; the third holds the bad row
+    context = queries.load(TallyView, "all")
+    assert (context.payload.seen, context.version) == ([1, 2, 3, 4], 2)  # one commit per batch
 
 
 def test_corrupt_metadata_row_gives_corrupt_record_error_naming_the_row(backend: Backend) -> None:

@@ -183,11 +183,14 @@ class AsyncPostgresEventStore(RecordCodec):
             row = await cursor.fetchone()
         return None if row is None else StoredCommand(*row)
 
-    async def _read(self, after_position: int, limit: int) -> list[EventEnvelope]:
+    async def _read_records(self, after_position: int, limit: int) -> list[StoredEvent]:
         async with self._connection("read the event log") as conn:
             cursor = await conn.execute(self._q.read_all, [after_position, limit])
             rows = await cursor.fetchall()
-        return self._decode_rows([StoredEvent(*row) for row in rows])
+        return [StoredEvent(*row) for row in rows]
+
+    async def _read(self, after_position: int, limit: int) -> list[EventEnvelope]:
+        return self._decode_rows(await self._read_records(after_position, limit))
 
     async def read_all(
         self, after_position: int = 0, *, batch_size: int = 1000
@@ -195,12 +198,12 @@ class AsyncPostgresEventStore(RecordCodec):
         """Every event after ``after_position`` in global order (``async for``)."""
         position = after_position
         while True:
-            batch = await self._read(position, batch_size)
-            for envelope in batch:
+            records = await self._read_records(position, batch_size)
+            for envelope in self._iter_decode(records):
                 yield envelope
-            if len(batch) < batch_size:
+            if len(records) < batch_size:
                 return
-            position = batch[-1].position
+            position = records[-1].position
 
     # -- writing ------------------------------------------------------------
     async def commit(
