@@ -417,9 +417,13 @@ def test_reading_the_log_gives_every_event_before_a_bad_row_then_the_error_namin
     )
     store.commit([env("later", 1)])
     read: list[int] = []
-    with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 1 \(position 6\)"):
+
+    def read_the_log() -> None:
         for envelope in store.read_all(batch_size=100):
             read.append(envelope.position)
+
+    with pytest.raises(CorruptRecordError, match=r"Tally/bad sequence 1 \(position 6\)"):
+        read_the_log()
     assert read == [1, 2, 3, 4, 5]
     queries = backend.query_store(store)
     projection = Projection("tally", store, queries, [TallyView], view_id=lambda e: "all", batch_size=2)
