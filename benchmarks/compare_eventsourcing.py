@@ -35,8 +35,6 @@ import argparse
 import gc
 import importlib.metadata as metadata
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -603,27 +601,17 @@ def table(cells: Sequence[Cell]) -> str:
 
 
 def machine(dsn: str | None) -> dict[str, str]:
-    import duckdb
-    import pydantic
+    """What ``cqrs-lab bench`` reports of the machine, plus both libraries and SQLite."""
+    import sqlite3
 
-    info = {
-        "cpus": str(os.cpu_count()),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+    from cqrs_lab.bench.runner import machine as bench_machine
+
+    return {
+        **bench_machine(dsn),
         "cqrs_lab": metadata.version("cqrs-lab"),
         "eventsourcing": metadata.version("eventsourcing"),
-        "duckdb": duckdb.__version__,
-        "sqlite": __import__("sqlite3").sqlite_version,
-        "pydantic": pydantic.__version__,
+        "sqlite": sqlite3.sqlite_version,
     }
-    if dsn is not None:
-        import psycopg
-
-        with psycopg.connect(dsn) as con:
-            row = con.execute("SHOW server_version").fetchone()
-        info["postgres"] = str(row[0]) if row else ""
-        info["psycopg"] = psycopg.__version__
-    return info
 
 
 def main(argv: Sequence[str] | None = None) -> int:

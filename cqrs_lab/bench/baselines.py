@@ -126,8 +126,15 @@ class SQLRaw(Raw):
     events: str
     head: int
 
-    @abstractmethod
-    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+    con: Any  # a DuckDB or psycopg connection: both run ``con.execute(sql, params).fetchall()``
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+
+    def command(self, aggregate_id: str, prepared: Any) -> None:
+        """Read the stream's rows, then insert the command's (what a command does uncached)."""
+        self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
+        self.floor(prepared)
 
     def _positioned(self, prepared: Sequence[Row]) -> list[Any]:
         params: list[Any] = []
@@ -160,13 +167,6 @@ class DuckDBRaw(SQLRaw):
         self.read_page = _sql.render(_sql.READ_ALL, schema="main", json="JSON")
         self.head = int(self._fetch(_sql.render(_sql.MAX_POSITION, schema="main", json="JSON"), ())[0][0])
 
-    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params).fetchall()
-
-    def command(self, aggregate_id: str, prepared: Any) -> None:
-        self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
-        self.floor(prepared)
-
     def floor(self, prepared: Any) -> None:
         # One statement in autocommit mode is one transaction.
         self.con.execute(_insert_sql(self.events, len(prepared), "?"), self._positioned(prepared))
@@ -191,7 +191,8 @@ class DuckDBRaw(SQLRaw):
         return n
 
     def frame(self) -> pd.DataFrame:
-        return self.con.execute(f"SELECT * FROM {self.events} ORDER BY position").df()
+        frame: pd.DataFrame = self.con.execute(f"SELECT * FROM {self.events} ORDER BY position").df()
+        return frame
 
     def close(self) -> None:
         self.con.close()
@@ -217,13 +218,6 @@ class PostgresRaw(SQLRaw):
         self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema=quoted, json="JSONB", placeholder="%s")
         self.read_page = _sql.render(_sql.READ_ALL, schema=quoted, json="JSONB", placeholder="%s")
         self.head = 0
-
-    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params).fetchall()
-
-    def command(self, aggregate_id: str, prepared: Any) -> None:
-        self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
-        self.floor(prepared)
 
     def floor(self, prepared: Any) -> None:
         n = len(prepared)

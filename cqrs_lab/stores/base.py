@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -585,17 +585,10 @@ class RecordCodec:
         """Each record's event as this store's codec reads it back; ``UnstorableEventError``
         for one it cannot (so nothing is acknowledged that a load would fail on)."""
         codec = self.codec
-        validators: dict[tuple[str, str], Callable[[str], Event] | None] = {}
+        decode = self._event_decoder()
         events = []
         for record, envelope in zip(records, envelopes, strict=True):
-            key = (record.event_type, record.event_version)
-            validate = validators.get(key, _UNSEEN)
-            if validate is _UNSEEN:
-                validate = validators[key] = codec.validator(*key)
-            event: Event | None = None
-            if validate is not None:
-                with suppress(ValidationError, ValueError):
-                    event = validate(record.payload)
+            event = decode(record.event_type, record.event_version, record.payload)
             if event is None:
                 where = partial(_commit_where, envelope)
                 if codec.event_class(record.event_type) is None:
