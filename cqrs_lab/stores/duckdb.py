@@ -384,9 +384,7 @@ class _Knowledge:
         )
         continued = contiguous and known is not None and known[0] == first.sequence - 1 and not self.relations
         if not contiguous:
-            for r in records:
-                self.heads.pop((r.aggregate_type, r.aggregate_id), None)
-                self.tails.pop((r.aggregate_type, r.aggregate_id), None)
+            self.forget_streams(records)
         elif continued:
             self.heads[key] = (records[-1].sequence, records[-1].event_id)
         if continued and tail is not None:
@@ -412,8 +410,9 @@ class _Knowledge:
         if tail is not None and len(tail) <= _TAIL_ROWS:
             self.tails[key] = tail
 
-    def refused(self, records: Sequence[StoredEvent]) -> None:
-        """A commit of ``records`` was refused: their streams are not what was thought."""
+    def forget_streams(self, records: Sequence[StoredEvent]) -> None:
+        """Forget the streams of ``records`` (a commit of them was refused, say: their
+        streams are not what was thought)."""
         for r in records:
             self.heads.pop((r.aggregate_type, r.aggregate_id), None)
             self.tails.pop((r.aggregate_type, r.aggregate_id), None)
@@ -778,7 +777,7 @@ class DuckDBEventStore(_DuckDBStore, RecordEventStore):
                         raise _failure(self._db.label, "commit events", exc) from exc
                     self._db.head = None
                     if self._db.known is not None:
-                        self._db.known.refused(records)
+                        self._db.known.forget_streams(records)
                     if not retried and self._head(conn) != head:
                         retried = True
                         continue

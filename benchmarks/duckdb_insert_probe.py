@@ -1,0 +1,114 @@
+"""What stands between a DuckDB command and DuckDB's raw floor (``W1 warm`` in ``cqrs-lab bench``).
+
+Six DuckDB files, each written by one side, the sides taking turns in blocks of 50
+commands (which side goes first rotates). Every side does the same single-row INSERT
+of a command's event into cqrs_lab's ``events`` table, in autocommit mode, and only
+the INSERT is timed; what differs is what runs just before it:
+
+- ``raw``: nothing (the floor of ``cqrs-lab bench``);
+- ``spin``: a 100 µs busy loop (time passes, nothing is allocated);
+- ``sleep``: ``time.sleep(0.0001)`` (the CPU idles);
+- ``objects``: about 300 small dicts made and kept a while (Python's allocator at work);
+- ``big buffer``: a 4 MB buffer written page by page (the CPU caches flushed);
+- ``framework``: one command of ``CqrsFramework`` on the memory store, on a cached
+  aggregate (the Python a DuckDB command adds to its INSERT).
+
+It prints the mean INSERT time per side and the mean time of what ran before it.
+Run it from the repository root, with cqrs_lab installed::
+
+    python benchmarks/duckdb_insert_probe.py [--folder /dev/shm] [--threads N]
+
+A folder on a tmpfs takes the disk (fsync) out of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+import duckdb
+
+from cqrs_lab.bench import data
+from cqrs_lab.bench.domain import Ledger, PostBatch, posted
+from cqrs_lab.framework import CqrsFramework
+from cqrs_lab.stores.duckdb import DuckDBEventStore, _insert_events
+from cqrs_lab.stores.memory import MemoryEventStore
+
+COMMANDS, BLOCK = 1_500, 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", help="where the DuckDB files go (default: the temp folder)")
+    parser.add_argument("--threads", type=int, default=0, help="DuckDB threads (default: DuckDB's)")
+    args = parser.parse_args()
+
+    ids = [f"a{k}" for k in range(COMMANDS)]
+    framework = CqrsFramework(Ledger, MemoryEventStore(), cache_size=COMMANDS)
+    kept: list[list[dict[str, object]]] = []
+
+    def spin() -> None:
+        end = time.perf_counter() + 0.0001
+        while time.perf_counter() < end:
+            pass
+
+    def objects() -> None:
+        kept.append([{"a": i, "b": str(i)} for i in range(300)])
+        if len(kept) > 20:
+            kept.pop(0)
+
+    def big_buffer() -> None:
+        buffer = bytearray(4_000_000)
+        buffer[::4096] = b"x" * len(buffer[::4096])
+
+    before: dict[str, Callable[[int], object]] = {
+        "raw": lambda k: None,
+        "spin": lambda k: spin(),
+        "sleep": lambda k: time.sleep(0.0001),
+        "objects": lambda k: objects(),
+        "big buffer": lambda k: big_buffer(),
+        "framework": lambda k: framework.execute(ids[k], PostBatch(n=1)),
+    }
+    folder = tempfile.mkdtemp(dir=args.folder)
+    insert = _insert_events(1)
+    connections = {}
+    for n, name in enumerate(before):
+        path = os.path.join(folder, f"side{n}.duckdb")
+        DuckDBEventStore(path).close()  # cqrs_lab's tables and indexes
+        connections[name] = duckdb.connect(path, config={"threads": args.threads} if args.threads else {})
+    for k, aggregate_id in enumerate(ids):  # every aggregate gets its first event (and is cached)
+        row = data.rows(aggregate_id, 1, [posted(1)])[0]
+        for con in connections.values():
+            con.execute(insert, [k + 1, *row])
+        framework.execute(aggregate_id, PostBatch(n=1))
+    second = [data.rows(aggregate_id, 2, [posted(2)])[0] for aggregate_id in ids]
+
+    inserts = dict.fromkeys(before, 0.0)
+    preludes = dict.fromkeys(before, 0.0)
+    order = list(before)
+    gc.collect()
+    gc.freeze()
+    for start in range(0, COMMANDS, BLOCK):
+        order = order[1:] + order[:1]
+        for name in order:
+            con, prelude = connections[name], before[name]
+            for k in range(start, start + BLOCK):
+                t0 = time.perf_counter()
+                prelude(k)
+                t1 = time.perf_counter()
+                con.execute(insert, [COMMANDS + k + 1, *second[k]])
+                t2 = time.perf_counter()
+                preludes[name] += t1 - t0
+                inserts[name] += t2 - t1
+    print(f"{COMMANDS:,} commands per side, in blocks of {BLOCK}; folder {folder}")
+    print(f"{'side':<12}{'INSERT ms':>11}{'before it ms':>15}")
+    for name in before:
+        print(f"{name:<12}{inserts[name] / COMMANDS * 1000:>11.3f}{preludes[name] / COMMANDS * 1000:>15.3f}")
+
+
+if __name__ == "__main__":
+    main()
