@@ -275,7 +275,8 @@ class EsSide(Side):
 class DuckDBFloor(Side):
     """Not a library: the least DuckDB must do for a command on an aggregate whose state is
     known. Each command is one INSERT of its rows (serialized as cqrs_lab serializes them)
-    into the events table cqrs_lab created, in autocommit mode, and nothing else."""
+    into the events table cqrs_lab created, in autocommit mode, on a connection with DuckDB's
+    optimizer off (as cqrs_lab commits), and nothing else."""
 
     library = "duckdb floor"
 
@@ -287,6 +288,9 @@ class DuckDBFloor(Side):
         DuckDBEventStore(path).close()  # the tables, with their indexes
         self.con = duckdb.connect(str(path))
         self.con.execute("SET TimeZone = 'UTC'")
+        self.writer = self.con.cursor()  # with the optimizer off, as cqrs_lab's commits run
+        self.writer.execute("SET TimeZone = 'UTC'")
+        self.writer.execute("PRAGMA disable_optimizer")
         self.position = 0
         self.versions: dict[str, int] = {}
         self.metadata = json.dumps({"command_id": str(uuid.uuid4()), "command_type": "DepositMoney"})
@@ -301,7 +305,7 @@ class DuckDBFloor(Side):
             params += (self.position, "BankAccount", handle, version, event_type, "1.0", payload,
                        self.metadata, now, str(uuid.uuid4()))  # fmt: skip
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(payloads))
-        self.con.execute(f"INSERT INTO events VALUES {values}", params)
+        self.writer.execute(f"INSERT INTO events VALUES {values}", params)
         self.versions[handle] = version
 
     def open_accounts(self, n: int) -> list[Any]:
@@ -339,6 +343,7 @@ class DuckDBFloor(Side):
         raise CheckError("the DuckDB floor only writes")
 
     def close(self) -> None:
+        self.writer.close()
         self.con.close()
 
 

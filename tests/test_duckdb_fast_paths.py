@@ -402,3 +402,32 @@ def test_read_all_over_several_pages_gives_every_event_once_in_order_with_its_ti
     assert read[-1].recorded_at.utcoffset() == timedelta(0)
     assert read[10_000].metadata == {"command_id": str(10_002 // 3)}
     assert (read[10_000].aggregate_id, read[10_000].sequence, read[10_000].event_id) == ("c6", 1429, "e10002")
+
+
+def _optimizer(conn: Any) -> str:
+    row = conn.execute("SELECT value FROM duckdb_settings() WHERE name = 'enable_optimizer'").fetchone()
+    return str(row[0])
+
+
+def test_commits_run_without_the_optimizer_and_every_other_statement_with_it(tmp_path: Path) -> None:
+    """Events go in through a connection of their own with DuckDB's optimizer off (it has
+    nothing to do in an INSERT ... VALUES); loads and ``sql()`` keep it (index scans).
+    Each kind of commit on it is read at once on the shared connection, and the file is
+    free for another process after close."""
+    path = tmp_path / "k.duckdb"
+    store = DuckDBEventStore(path)
+    fw = counter(store, snapshot_every=2)
+    fw.execute("c", Increment(by=1))
+    fw.execute("c", Increment(by=2))  # with a snapshot: one transaction on the writer
+    fw.execute("c", Increment(by=3), command_id="once")  # with the command's row
+    fw.execute("c", Increment(by=3), command_id="once")  # the repeat is found, not committed
+    assert _optimizer(store._db.writer()) == "false"
+    assert _optimizer(store._db.conn) == "true"
+    assert store.sql("SELECT value FROM duckdb_settings() WHERE name = 'enable_optimizer'").fetchall() == [
+        ("true",)
+    ]
+    assert store.sql("SELECT count(*) FROM events_view").fetchall() == [(3,)]
+    assert store.load_snapshot(STREAM, "c") is not None
+    assert counter(store, cache_size=0).load("c").value == 6
+    store.close()
+    assert fresh(path).value == 6
