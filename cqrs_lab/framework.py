@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
@@ -84,20 +84,22 @@ def replay(aggregate_cls: type[A], envelopes: Sequence[EventEnvelope], start: A 
 def _replay_stream(
     aggregate_cls: type[A],
     aggregate_id: str,
-    stream: Sequence[tuple[int, str, Event]],
+    stream: Iterable[tuple[int, str, Event]],
     start: A | None = None,
-) -> A:
-    """``replay`` for the ``(sequence, event_id, event)`` rows of ``RecordEventStore.load_stream``."""
+) -> tuple[A, tuple[int, str] | None]:
+    """``replay`` for the ``(sequence, event_id, event)`` rows of ``RecordEventStore.load_stream``
+    (or ``iter_stream``); the aggregate, and the last row's (sequence, event_id) if any."""
     aggregate = aggregate_cls() if start is None else start
     apply = aggregate.apply
-    for sequence, _, event in stream:
+    last = None
+    for last in stream:
         try:
-            apply(event)
+            apply(last[2])
         except Exception as exc:
             raise _apply_failed(
-                aggregate_cls, event, aggregate_cls.aggregate_type, aggregate_id, sequence, exc
+                aggregate_cls, last[2], aggregate_cls.aggregate_type, aggregate_id, last[0], exc
             ) from exc
-    return aggregate
+    return aggregate, None if last is None else (last[0], last[1])
 
 
 def _apply_failed(
@@ -295,7 +297,7 @@ class CqrsFramework(Generic[A]):
         """Snapshot plus events, and the id of the last event applied (None if unknown)."""
         start: A | None = None
         version = 0
-        stream: list[tuple[int, str, Event]] | None = None
+        stream: Iterable[tuple[int, str, Event]] | None = None
         if self.snapshot_every is not None:
             store = self.event_store
             if isinstance(store, RecordEventStore):  # one round trip for both
@@ -317,11 +319,15 @@ class CqrsFramework(Generic[A]):
                         stacklevel=4,
                     )
         if stream is None:
-            stream = self._stream(aggregate_id, version)
-        aggregate = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
+            store = self.event_store
+            if isinstance(store, RecordEventStore):  # each event freed once applied
+                stream = store.iter_stream(self.aggregate_type, aggregate_id, after_sequence=version)
+            else:
+                stream = self._stream(aggregate_id, version)
+        aggregate, last = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
         last_event_id = None
-        if stream:
-            version, last_event_id, _ = stream[-1]
+        if last is not None:
+            version, last_event_id = last
         return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate), last_event_id
 
     def _stream(self, aggregate_id: str, after_sequence: int) -> list[tuple[int, str, Event]]:

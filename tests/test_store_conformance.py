@@ -4,6 +4,7 @@ file) and PostgreSQL (a real server), through the ``backend`` fixture."""
 from __future__ import annotations
 
 import json
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
@@ -432,6 +433,34 @@ def test_reading_the_log_gives_every_event_before_a_bad_row_then_the_error_namin
     assert projection.position == 4  # two whole batches applied; the third holds the bad row
     context = queries.load(TallyView, "all")
     assert (context.payload.seen, context.version) == ([1, 2, 3, 4], 2)  # one commit per batch
+
+
+class WatchedTally(Tally):
+    """A ``Tally`` that notes, at each event it applies, how many it applied are still alive."""
+
+    def apply(self, event: Event) -> None:
+        super().apply(event)
+        _APPLIED.append(weakref.ref(event))
+        _ALIVE.append(sum(ref() is not None for ref in _APPLIED))
+
+
+_APPLIED: list[weakref.ref[Event]] = []
+_ALIVE: list[int] = []
+
+
+def test_rebuilding_an_aggregate_frees_each_event_once_applied(backend: Backend) -> None:
+    """A fresh load decodes each event as it applies it: the events of a long stream are
+    never all alive at once (which made the garbage collector walk them over and over)."""
+    store = backend.event_store()
+    fw = CqrsFramework(WatchedTally, store, cache_size=0)
+    for _ in range(5):
+        fw.execute("long", Deposit(amount=Decimal("1.5")))
+    _APPLIED.clear()
+    _ALIVE.clear()
+    assert fw.load("long").total == Decimal("7.5")
+    assert len(_APPLIED) == 5
+    assert max(_ALIVE) <= 2  # the event being applied, and at most the one before it
+    assert all(ref() is None for ref in _APPLIED)
 
 
 def test_corrupt_metadata_row_gives_corrupt_record_error_naming_the_row(backend: Backend) -> None:

@@ -141,9 +141,9 @@ class AsyncCqrsFramework(Generic[A]):
                         stacklevel=2,
                     )
                     stream = await self.event_store.load_stream(self.aggregate_type, aggregate_id)
-        aggregate = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
-        if stream:
-            version = stream[-1][0]
+        aggregate, last = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
+        if last is not None:
+            version = last[0]
         return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate)
 
     async def load(self, aggregate_id: str) -> A:
