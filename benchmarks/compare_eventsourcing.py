@@ -283,14 +283,12 @@ class DuckDBFloor(Side):
     def __init__(self, path: Path) -> None:
         import duckdb
 
-        from cqrs_lab.stores.duckdb import DuckDBEventStore
+        from cqrs_lab.stores.duckdb import DuckDBEventStore, commit_cursor
 
         DuckDBEventStore(path).close()  # the tables, with their indexes
         self.con = duckdb.connect(str(path))
         self.con.execute("SET TimeZone = 'UTC'")
-        self.writer = self.con.cursor()  # with the optimizer off, as cqrs_lab's commits run
-        self.writer.execute("SET TimeZone = 'UTC'")
-        self.writer.execute("PRAGMA disable_optimizer")
+        self.writer = commit_cursor(self.con)  # the optimizer off, as cqrs_lab commits
         self.position = 0
         self.versions: dict[str, int] = {}
         self.metadata = json.dumps({"command_id": str(uuid.uuid4()), "command_type": "DepositMoney"})

@@ -44,7 +44,7 @@ import duckdb
 from cqrs_lab.bench import data
 from cqrs_lab.bench.domain import Ledger, PostBatch, posted
 from cqrs_lab.framework import CqrsFramework
-from cqrs_lab.stores.duckdb import DuckDBEventStore, _insert_events
+from cqrs_lab.stores.duckdb import DuckDBEventStore, _insert_events, commit_cursor
 from cqrs_lab.stores.memory import MemoryEventStore
 
 COMMANDS, BLOCK = 1_500, 50
@@ -98,9 +98,8 @@ def main() -> None:
     for n, name in enumerate(before):
         path = os.path.join(folder, f"side{n}.duckdb")
         DuckDBEventStore(path).close()  # cqrs_lab's tables and indexes
-        connections[name] = duckdb.connect(path, config={"threads": args.threads} if args.threads else {})
-        if name != "optimizer on":
-            connections[name].execute("PRAGMA disable_optimizer")  # as the store's commits run
+        con = duckdb.connect(path, config={"threads": args.threads} if args.threads else {})
+        connections[name] = con if name == "optimizer on" else commit_cursor(con)  # as the store commits
     for k, aggregate_id in enumerate(ids):  # every aggregate gets its first event (and is cached)
         row = data.rows(aggregate_id, 1, [posted(1)])[0]
         for con in connections.values():

@@ -283,7 +283,7 @@ class CqrsFramework(Generic[A]):
             # The store knows, without a query, that the stream still ends where the state does.
             cache.put(aggregate_id, entry)
             return AggregateContext(aggregate_id, entry.version, entry.state.model_copy(deep=True))
-        stream = self._stream(aggregate_id, entry.version - 1)
+        stream = list(self._stream(aggregate_id, entry.version - 1))  # the tail after the cached state
         if not stream or stream[0][0] != entry.version or stream[0][1] != entry.event_id:
             return None  # the stream is not the one the state was built from
         if len(stream) > 1:
@@ -319,22 +319,19 @@ class CqrsFramework(Generic[A]):
                         stacklevel=4,
                     )
         if stream is None:
-            store = self.event_store
-            if isinstance(store, RecordEventStore):  # each event freed once applied
-                stream = store.iter_stream(self.aggregate_type, aggregate_id, after_sequence=version)
-            else:
-                stream = self._stream(aggregate_id, version)
+            stream = self._stream(aggregate_id, version)
         aggregate, last = _replay_stream(self.aggregate_cls, aggregate_id, stream, start)
         last_event_id = None
         if last is not None:
             version, last_event_id = last
         return AggregateContext(aggregate_id=aggregate_id, version=version, payload=aggregate), last_event_id
 
-    def _stream(self, aggregate_id: str, after_sequence: int) -> list[tuple[int, str, Event]]:
-        """``(sequence, event_id, event)`` after ``after_sequence``: without envelopes on our stores."""
+    def _stream(self, aggregate_id: str, after_sequence: int) -> Iterable[tuple[int, str, Event]]:
+        """``(sequence, event_id, event)`` after ``after_sequence``: without envelopes on our
+        stores, each event decoded as it is asked for (so an applied event is freed)."""
         store = self.event_store
         if isinstance(store, RecordEventStore):
-            return store.load_stream(self.aggregate_type, aggregate_id, after_sequence=after_sequence)
+            return store.iter_stream(self.aggregate_type, aggregate_id, after_sequence=after_sequence)
         envelopes = store.load_events(self.aggregate_type, aggregate_id, after_sequence=after_sequence)
         return [(e.sequence, e.event_id, e.payload) for e in envelopes]
 

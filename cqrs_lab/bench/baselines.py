@@ -159,15 +159,13 @@ class DuckDBRaw(SQLRaw):
         import duckdb
 
         from cqrs_lab.stores import _sql
+        from cqrs_lab.stores.duckdb import commit_cursor
 
         self.con = duckdb.connect(str(path))
         self.con.execute("SET TimeZone = 'UTC'")
-        # INSERTs go through a connection of their own with DuckDB's optimizer off, as
-        # the store's commits do (it has nothing to optimize in an INSERT ... VALUES and
-        # costs about a sixth of one): the floor is the least DuckDB needs.
-        self.writer = self.con.cursor()
-        self.writer.execute("SET TimeZone = 'UTC'")
-        self.writer.execute("PRAGMA disable_optimizer")
+        # INSERTs go through the store's kind of commit connection (the optimizer off):
+        # the floor is the least DuckDB needs.
+        self.writer = commit_cursor(self.con)
         self.events = "main.events"
         self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema="main", json="JSON")
         self.read_page = _sql.render(_sql.READ_ALL, schema="main", json="JSON")

@@ -437,22 +437,9 @@ class _Database:
         self._writer: duckdb.DuckDBPyConnection | None = None
 
     def writer(self) -> duckdb.DuckDBPyConnection:
-        """The connection that commits events (lock held): DuckDB's optimizer is off on it.
-
-        An ``INSERT ... VALUES`` has nothing to optimize, yet DuckDB runs its whole
-        optimizer on every statement: about a sixth of a one-event commit. The
-        setting is the connection's own, so reads (which need the optimizer to use
-        an index) keep it on the shared connection.
-        """
+        """The connection that commits events (lock held): ``commit_cursor(conn)``."""
         if self._writer is None:
-            writer = self.conn.cursor()
-            try:
-                writer.execute("SET TimeZone = 'UTC'")
-                writer.execute("PRAGMA disable_optimizer")
-            except BaseException:
-                writer.close()
-                raise
-            self._writer = writer
+            self._writer = commit_cursor(self.conn)
         return self._writer
 
     def close(self) -> None:
@@ -461,6 +448,26 @@ class _Database:
         if self._writer is not None:
             self._writer.close()
         self.conn.close()
+
+
+def commit_cursor(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A connection of its own to ``conn``'s database, in UTC, with DuckDB's optimizer off:
+    what the store commits events on (and the raw floors of the benchmarks insert on).
+
+    An ``INSERT ... VALUES`` has nothing to optimize, yet DuckDB runs its whole
+    optimizer on every statement: about an eighth of a one-row INSERT (the
+    ``optimizer on`` side of ``benchmarks/duckdb_insert_probe.py``). The setting is
+    the connection's own, so reads (which need the optimizer to use an index) keep
+    it on the shared connection.
+    """
+    cursor = conn.cursor()
+    try:
+        cursor.execute("SET TimeZone = 'UTC'")
+        cursor.execute("PRAGMA disable_optimizer")
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
 
 
 _OPEN: dict[str, _Database] = {}
