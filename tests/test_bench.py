@@ -57,6 +57,10 @@ def test_every_workload_runs_on_every_store_it_applies_to(small_run: dict[str, A
     expected = {("W1", "warm"), ("W2", "floor"), ("W2", "nocache"), ("W2", "snapshot"), ("W3", "snapshot")}
     assert expected | {("W5", "memory")} <= variants
     assert {("W9", ""), ("W9", "poll"), ("W9", "poll-10ms"), ("W10", ""), ("W10", "2workers")} <= variants
+    w3 = [r for r in small_run["results"] if r["workload"] == "W3"]
+    raw_snapshot = [r for r in w3 if r["variant"] == "snapshot raw"]
+    assert {r["store"] for r in raw_snapshot} == {"duckdb", "postgres"}
+    assert all(r["target"] == "" and r["baseline_name"] == "raw" for r in raw_snapshot)
 
 
 @pytest.mark.postgres

@@ -49,6 +49,11 @@ class Raw(ABC):
     def read_all(self, batch_size: int) -> int:
         """Page through the whole log in position order; returns the rows read."""
 
+    def load_from_snapshot(self, aggregate_id: str) -> list[Any]:
+        """SELECT one stream's snapshot and the events after it, and decode every payload with
+        ``json.loads``: the snapshot's first, then the events' in sequence order."""
+        raise ConfigurationError(f"{type(self).__name__}: raw snapshot loads (W3) run on DuckDB and Postgres")
+
     def bulk(self, table: pa.Table) -> int:
         """Insert an event table the fastest way the driver offers; returns the count."""
         raise ConfigurationError(f"{type(self).__name__}: bulk import (W5) runs on DuckDB and Postgres only")
@@ -122,6 +127,7 @@ class SQLRaw(Raw):
     """
 
     load_stream: str
+    load_snapshot_and_stream: str
     read_page: str
     events: str
     head: int
@@ -146,6 +152,14 @@ class SQLRaw(Raw):
         rows = self._fetch(self.load_stream, (Ledger.aggregate_type, aggregate_id, 0))
         return [json.loads(r[4]) for r in rows]
 
+    def load_from_snapshot(self, aggregate_id: str) -> list[Any]:
+        """The store's one statement for a snapshot and its tail (the snapshot is the row
+        whose ``event_type`` is NULL)."""
+        key = (Ledger.aggregate_type, aggregate_id)
+        rows = self._fetch(self.load_snapshot_and_stream, key + key)
+        rows.sort(key=lambda r: (r[2] is not None, r[0]))
+        return [json.loads(r[4]) for r in rows]
+
     def read_all(self, batch_size: int) -> int:
         done = position = 0
         while rows := self._fetch(self.read_page, (position, batch_size)):
@@ -168,6 +182,7 @@ class DuckDBRaw(SQLRaw):
         self.writer = commit_cursor(self.con)
         self.events = "main.events"
         self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema="main", json="JSON")
+        self.load_snapshot_and_stream = _sql.render(_sql.LOAD_SNAPSHOT_AND_STREAM, schema="main", json="JSON")
         self.read_page = _sql.render(_sql.READ_ALL, schema="main", json="JSON")
         self.head = int(self._fetch(_sql.render(_sql.MAX_POSITION, schema="main", json="JSON"), ())[0][0])
 
@@ -221,6 +236,9 @@ class PostgresRaw(SQLRaw):
         self.events = f"{quoted}.events"
         self.log_head = f"{quoted}.log_head"
         self.load_stream = _sql.render(_sql.LOAD_STREAM_EVENTS, schema=quoted, json="JSONB", placeholder="%s")
+        self.load_snapshot_and_stream = _sql.render(
+            _sql.LOAD_SNAPSHOT_AND_STREAM, schema=quoted, json="JSONB", placeholder="%s"
+        )
         self.read_page = _sql.render(_sql.READ_ALL, schema=quoted, json="JSONB", placeholder="%s")
         self.head = 0
 

@@ -40,6 +40,7 @@ __all__ = [
     "LOAD_QUERY",
     "LOAD_SCHEMA_VERSION",
     "LOAD_SNAPSHOT",
+    "LOAD_SNAPSHOT_AND_STREAM",
     "LOAD_STREAM",
     "LOAD_STREAM_EVENTS",
     "MAX_POSITION",
@@ -219,6 +220,17 @@ LOAD_SNAPSHOT = (
     "SELECT aggregate_type, aggregate_id, version, payload::TEXT FROM {schema}.snapshots"
     " WHERE aggregate_type = ? AND aggregate_id = ?"
 )
+# A stream's snapshot (a row whose event_type is NULL) and the events after it, in one
+# statement: one round trip on PostgreSQL.
+LOAD_SNAPSHOT_AND_STREAM = """
+    WITH s AS (
+        SELECT version, payload::TEXT AS payload FROM {schema}.snapshots
+        WHERE aggregate_type = ? AND aggregate_id = ?
+    )
+    SELECT version, NULL, NULL, NULL, payload FROM s
+    UNION ALL
+    SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events
+    WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
 # Latest per aggregate: an older snapshot never replaces a newer one.
 UPSERT_SNAPSHOT = """
     INSERT INTO {schema}.snapshots AS s (aggregate_type, aggregate_id, version, payload)

@@ -181,16 +181,6 @@ _COPY_EVENTS = f"COPY {{schema}}.events ({_sql.EVENT_COLUMN_LIST}) FROM STDIN"
 _EVENT_EXISTS = "SELECT 1 FROM {schema}.events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
 # "Key (aggregate_type, aggregate_id, sequence)=(Ledger, a-1, 3) already exists."
 _KEY_DETAIL = re.compile(r"\)=\(([^,]*), (.*), (\d+)\) already exists")
-# The snapshot (the row whose event_type is NULL) and the events after it, in one statement.
-_LOAD_SNAPSHOT_AND_STREAM = """
-    WITH s AS (
-        SELECT version, payload::TEXT AS payload FROM {schema}.snapshots
-        WHERE aggregate_type = ? AND aggregate_id = ?
-    )
-    SELECT version, NULL, NULL, NULL, payload FROM s
-    UNION ALL
-    SELECT sequence, event_id, event_type, event_version, payload::TEXT FROM {schema}.events
-    WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > coalesce((SELECT version FROM s), 0)"""
 _NOTIFY_CHECKPOINT = "SELECT pg_notify('cqrs_lab_checkpoints', '{schema}')"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cqrs_lab migrate ' || ?))"
 # The last stored sequence of each stream an import writes to, for all of them at once.
@@ -267,7 +257,7 @@ def _statements(schema: str) -> _Statements:
         migration_lock=r(_MIGRATION_LOCK),
         load_stream=r(_sql.LOAD_STREAM),
         load_stream_events=r(_sql.LOAD_STREAM_EVENTS),
-        load_snapshot_and_stream=r(_LOAD_SNAPSHOT_AND_STREAM),
+        load_snapshot_and_stream=r(_sql.LOAD_SNAPSHOT_AND_STREAM),
         read_all=r(_sql.READ_ALL),
         stream_version=r(_sql.STREAM_VERSION),
         insert_events=r(_INSERT_EVENTS),
@@ -657,7 +647,7 @@ def store_errors(label: str, what: str) -> Iterator[None]:
 def snapshot_and_stream(
     store: RecordCodec, aggregate_type: str, aggregate_id: str, rows: Sequence[tuple[Any, ...]]
 ) -> tuple[StoredSnapshot | None, list[tuple[int, str, Event]]]:
-    """The rows of ``_LOAD_SNAPSHOT_AND_STREAM`` as the snapshot and the decoded stream after it."""
+    """The rows of ``_sql.LOAD_SNAPSHOT_AND_STREAM`` as the snapshot and the decoded stream after it."""
     snapshot = None
     events = []
     for row in rows:
