@@ -153,8 +153,8 @@ class SQLRaw(Raw):
         return [json.loads(r[4]) for r in rows]
 
     def load_from_snapshot(self, aggregate_id: str) -> list[Any]:
-        """The store's one statement for a snapshot and its tail (the snapshot is the row
-        whose ``event_type`` is NULL)."""
+        """The Postgres store's one statement for a snapshot and its tail (the snapshot is the
+        row whose ``event_type`` is NULL); the DuckDB store runs none or two."""
         key = (Ledger.aggregate_type, aggregate_id)
         rows = self._fetch(self.load_snapshot_and_stream, key + key)
         rows.sort(key=lambda r: (r[2] is not None, r[0]))
